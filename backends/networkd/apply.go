@@ -1,0 +1,428 @@
+package networkd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// DefaultDir is where the backend writes: tmpfs, so every boot starts from the packaged base and
+// the agent's first reconcile, and files in /etc/systemd/network of the same name win over ours.
+const DefaultDir = "/run/systemd/network"
+
+// Options configure a Backend. Zero fields take the defaults.
+type Options struct {
+	// Dir receives the generated files (default DefaultDir).
+	Dir string
+	// StateDir holds networkd's link state files (default DefaultStateDir).
+	StateDir string
+	// NetworkFiles, when set, replaces the StateDir lookup of each link's active .network file.
+	NetworkFiles NetworkFiles
+	// Reloader makes networkd re-read its files. Required: Apply fails when a reload is due
+	// and there is none.
+	Reloader Reloader
+	Logger   hclog.Logger
+}
+
+// Backend configures ENIs through systemd-networkd. It is safe for concurrent use; Apply calls
+// are serialised because they share one directory.
+type Backend struct {
+	dir      string
+	files    NetworkFiles
+	reloader Reloader
+	log      hclog.Logger
+
+	mu sync.Mutex
+	// reloadDue survives a failed (or cancelled) reload: the files are on disk already, so the
+	// next Apply finds nothing to write and would otherwise never tell networkd about them.
+	reloadDue bool
+}
+
+var _ core.Backend = (*Backend)(nil)
+
+// New returns a networkd backend.
+func New(opts Options) *Backend {
+	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger}
+	if b.dir == "" {
+		b.dir = DefaultDir
+	}
+	if b.files == nil {
+		dir := opts.StateDir
+		if dir == "" {
+			dir = DefaultStateDir
+		}
+		b.files = StateDir(dir)
+	}
+	if b.log == nil {
+		b.log = hclog.NewNullLogger()
+	}
+	return b
+}
+
+// Name implements core.Backend.
+func (b *Backend) Name() string { return "networkd" }
+
+// Apply implements core.Backend. It writes each planned ENI's files whose bytes differ, removes
+// the agent's files the plan no longer produces, removes the files of interfaces that are gone
+// without reloading (networkd forgets their links by itself), and reloads networkd once if a
+// present interface's configuration changed. A failure on one interface is reported and the
+// others are still applied; nothing of an interface is removed after an error on it.
+func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Changes, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	var ch core.Changes
+	var errs []error
+	owned, err := scanOwned(b.dir)
+	canRemove := err == nil
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	present := make(map[string]bool, len(links)+len(plan.Interfaces))
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		present[l.Name] = true
+		names[l.Index] = l.Name
+	}
+	for _, p := range plan.Interfaces {
+		// A planned interface is present even if the caller's link list missed it: its files
+		// must not be written and removed in the same call.
+		present[p.Name] = true
+		names[p.Index] = p.Name
+	}
+	reported, lookupErrs := b.reportedFiles(names)
+
+	var changed []string
+	cancelled := false
+	for _, p := range plan.Interfaces {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("networkd: apply stopped before %s: %w", p.Name, err))
+			cancelled = true
+			break
+		}
+		if err := validName(p.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := lookupErrs[p.Index]; err != nil {
+			// Without knowing which file networkd uses, writing ours could strip our drop-ins
+			// from the file that is active. Leave the interface as it is.
+			errs = append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))
+			continue
+		}
+		active, err := activeFile(p, reported, names, b.dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))
+		}
+		written, removed, err := b.applyInterface(p, active, owned, canRemove)
+		ch.Written = append(ch.Written, written...)
+		ch.Removed = append(ch.Removed, removed...)
+		changed = append(changed, written...)
+		changed = append(changed, removed...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(written)+len(removed) == 0 && err == nil {
+			b.log.Debug("configuration up to date", "iface", p.Name)
+		}
+	}
+	if len(changed) > 0 {
+		b.reloadDue = true
+	}
+
+	if canRemove && !cancelled {
+		ch.Removed = append(ch.Removed, b.removeDetached(owned, present)...)
+	}
+
+	if b.reloadDue && !cancelled {
+		if err := b.reload(ctx, changed); err != nil {
+			errs = append(errs, err)
+		} else {
+			ch.Reloads++
+		}
+	}
+	return ch, errors.Join(errs...)
+}
+
+// reportedFiles asks networkd which .network file each link uses. Lookup errors are kept per
+// link: only those of planned interfaces matter.
+func (b *Backend) reportedFiles(names map[int]string) (map[int]string, map[int]error) {
+	reported := make(map[int]string, len(names))
+	errs := make(map[int]error)
+	for idx := range names {
+		if idx <= 0 {
+			continue
+		}
+		f, err := b.files.NetworkFile(idx)
+		if err != nil {
+			errs[idx] = err
+			continue
+		}
+		if f != "" {
+			reported[idx] = f
+		}
+	}
+	return reported, errs
+}
+
+// applyInterface writes one ENI's files, then removes the files of ours for it that the plan no
+// longer produces (a drop-in that became empty, the other location after the active file
+// changed). Writing comes first so the link is never left without its configuration.
+func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned []ownedFile, canRemove bool) (written, removed []string, err error) {
+	files := Render(p, active)
+	want := make(map[string]bool, len(files))
+	var wantInfo []fs.FileInfo
+	for _, f := range files {
+		name := filepath.Join(b.dir, f.Path)
+		want[name] = true
+		changed, err := writeIfChanged(name, f.Content)
+		if err != nil {
+			return written, nil, fmt.Errorf("networkd: %s: write %s: %w", p.Name, name, err)
+		}
+		if changed {
+			written = append(written, name)
+			b.log.Info("wrote", "iface", p.Name, "file", name)
+		}
+		if fi, err := os.Stat(name); err == nil {
+			wantInfo = append(wantInfo, fi)
+		}
+	}
+	if !canRemove {
+		return written, nil, nil
+	}
+	var touched []string
+	for _, o := range owned {
+		if o.iface != p.Name || want[o.path] || sameAsAny(o.path, wantInfo) {
+			continue
+		}
+		if err := os.Remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return written, removed, fmt.Errorf("networkd: %s: remove %s: %w", p.Name, o.path, err)
+		}
+		removed = append(removed, o.path)
+		touched = append(touched, filepath.Dir(o.path))
+		b.log.Info("removed", "iface", p.Name, "file", o.path)
+	}
+	b.removeEmptyDirs(touched)
+	return written, removed, nil
+}
+
+// removeDetached removes the agent's files for interfaces that are no longer links. networkd is
+// not reloaded: it drops a vanished link's configuration by itself, a reload would re-apply every
+// other link for nothing (#107), and the Name= in our [Match] keeps the files it still holds in
+// memory from capturing the ENI if it comes back under another name (#166).
+func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []string {
+	var removed, touched []string
+	for _, o := range owned {
+		if present[o.iface] {
+			continue
+		}
+		if err := os.Remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			b.log.Warn("cannot remove configuration of detached interface", "iface", o.iface, "file", o.path, "error", err)
+			continue
+		}
+		removed = append(removed, o.path)
+		touched = append(touched, filepath.Dir(o.path))
+		b.log.Info("removed configuration of detached interface", "iface", o.iface, "file", o.path)
+	}
+	b.removeEmptyDirs(touched)
+	return removed
+}
+
+// removeEmptyDirs removes drop-in directories left empty by our removals. A directory that
+// still holds someone else's file stays (os.Remove refuses a non-empty directory).
+func (b *Backend) removeEmptyDirs(dirs []string) {
+	for _, d := range dirs {
+		if d != filepath.Clean(b.dir) {
+			_ = os.Remove(d)
+		}
+	}
+}
+
+func (b *Backend) reload(ctx context.Context, changed []string) error {
+	if b.reloader == nil {
+		return errors.New("networkd: reload due but no reloader configured")
+	}
+	if err := b.reloader.Reload(ctx); err != nil {
+		what := "earlier changes"
+		if len(changed) > 0 {
+			what = strings.Join(changed, ", ")
+		}
+		return fmt.Errorf("networkd: reload after writing %s: %w", what, err)
+	}
+	b.reloadDue = false
+	b.log.Info("reloaded systemd-networkd", "files", len(changed))
+	return nil
+}
+
+// validName rejects names that cannot be a link and would escape the directory.
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/ \t\n") {
+		return fmt.Errorf("networkd: invalid interface name %q", name)
+	}
+	return nil
+}
+
+func sameAsAny(name string, infos []fs.FileInfo) bool {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return false
+	}
+	for _, w := range infos {
+		if os.SameFile(fi, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeIfChanged replaces name with content unless it already holds exactly that. The new file
+// is written next to the old one, synced and renamed over it, so networkd (or a reader after a
+// crash) sees the old bytes or the new ones, never a mix. The temporary name starts with a dot
+// and does not end in .network or .conf, so networkd never loads it.
+func writeIfChanged(name string, content []byte) (changed bool, err error) {
+	if fi, err := os.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == 0o644 {
+		if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, content) {
+			return false, nil
+		}
+	}
+	dir := filepath.Dir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(content); err != nil {
+		return false, err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return false, err
+	}
+	if err = tmp.Sync(); err != nil {
+		return false, err
+	}
+	if err = tmp.Close(); err != nil {
+		return false, err
+	}
+	if err = os.Rename(tmp.Name(), name); err != nil {
+		return false, err
+	}
+	return true, syncDir(dir)
+}
+
+// syncDir makes a rename durable when Dir is on a persistent file system (it is tmpfs by default).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// ownedFile is a file in the backend's directory that the agent (or amazon-ec2-net-utils 2.x)
+// wrote for an interface.
+type ownedFile struct {
+	path  string
+	iface string
+}
+
+// scanOwned lists the agent's files in dir: .network files and drop-ins that carry the marker,
+// and the files 2.x left (a NN-<iface>.network symlink to 80-ec2.network and the 2.x drop-ins
+// next to it). Anything else — netplan's files, EKS's 70-eks-*, a user's drop-in, a symlinked
+// drop-in directory — is not ours and is never removed.
+func scanOwned(dir string) ([]ownedFile, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("networkd: list %s: %w", dir, err)
+	}
+	var owned []ownedFile
+	for _, e := range entries {
+		name := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".network") && e.Type()&fs.ModeSymlink != 0:
+			if iface, ok := legacyNetworkFile(name); ok {
+				owned = append(owned, ownedFile{name, iface})
+			}
+		case strings.HasSuffix(e.Name(), ".network") && e.Type().IsRegular():
+			iface, err := markedFor(name)
+			if err != nil {
+				return nil, err
+			}
+			if iface != "" {
+				owned = append(owned, ownedFile{name, iface})
+			}
+		case strings.HasSuffix(e.Name(), ".network.d") && e.IsDir():
+			legacyIface, legacy := legacyNetworkFile(strings.TrimSuffix(name, ".d"))
+			for _, n := range dropInNames {
+				f := filepath.Join(name, n)
+				fi, err := os.Lstat(f)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return nil, fmt.Errorf("networkd: %w", err)
+				}
+				if !fi.Mode().IsRegular() {
+					continue
+				}
+				iface, err := markedFor(f)
+				if err != nil {
+					return nil, err
+				}
+				if iface == "" && legacy {
+					iface = legacyIface
+				}
+				if iface != "" {
+					owned = append(owned, ownedFile{f, iface})
+				}
+			}
+		}
+	}
+	return owned, nil
+}
+
+// markedFor returns the interface named by the marker on the file's first line, or "".
+func markedFor(name string) (string, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("networkd: %w", err)
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 512)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("networkd: read %s: %w", name, err)
+	}
+	rest, ok := strings.CutPrefix(line, "# "+marker)
+	if !ok {
+		return "", nil
+	}
+	iface, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+	return iface, nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-net-utils/ec2-net-utils/backends"
+	"github.com/ec2-net-utils/ec2-net-utils/conf"
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
+	"github.com/ec2-net-utils/ec2-net-utils/core/reconcile"
+)
+
+// agent is everything one command needs, built from the configuration.
+type agent struct {
+	cfg       conf.Config
+	log       hclog.Logger
+	imds      *imds.Client
+	nl        *netlink.Handle
+	kernel    *netlinkx.Handle
+	selection backends.Selection
+}
+
+// newAgent connects to IMDS (lazily: no request is sent here), netlink and, when a backend is
+// needed, the network manager.
+func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backends.Options) (*agent, error) {
+	endpoint := cfg.IMDS.Endpoint
+	if endpoint == "" {
+		// The SDK's own variable, honoured explicitly so the log says which endpoint is used.
+		endpoint = os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+	}
+	client, err := imds.New(imds.Options{
+		Endpoint:           endpoint,
+		Timeout:            cfg.IMDS.Timeout,
+		MaxAttempts:        cfg.IMDS.MaxAttempts,
+		MaxBackoff:         cfg.IMDS.MaxBackoff,
+		PropagationTimeout: cfg.IMDS.PropagationTimeout,
+		Version:            version,
+		Logger:             log.Named("imds"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("IMDS client: %w", err)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	a := &agent{cfg: cfg, log: log, imds: client, nl: nl, kernel: netlinkx.New(nl)}
+	opts.Config = cfg
+	opts.Logger = log
+	a.selection = backends.Select(ctx, opts)
+	if a.selection.Backend != nil {
+		log.Debug("backend selected", "backend", a.selection.Backend.Name(), "why", a.selection.Reason)
+	}
+	return a, nil
+}
+
+func (a *agent) Close() {
+	a.selection.Close()
+	a.nl.Close()
+}
+
+func (a *agent) reconciler() (*reconcile.Reconciler, error) {
+	if a.selection.Backend == nil {
+		return nil, a.selection.Err
+	}
+	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log), nil
+}
+
+// currentPlan reads IMDS and the links once and plans, without touching anything.
+func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
+	inst, err := a.imds.Snapshot(ctx, nil)
+	if err != nil {
+		return core.Plan{}, fmt.Errorf("read IMDS: %w", err)
+	}
+	links, err := a.kernel.Links()
+	if err != nil {
+		return core.Plan{}, fmt.Errorf("list links: %w", err)
+	}
+	return core.NewPlan(inst, links, a.cfg.PlanOptions()), nil
+}

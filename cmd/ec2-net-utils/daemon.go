@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netns"
+
+	"github.com/ec2-net-utils/ec2-net-utils/backends"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
+	"github.com/ec2-net-utils/ec2-net-utils/core/reconcile"
+)
+
+func newDaemonCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the agent: react to attach and detach at once, refresh from IMDS periodically",
+		Long: `daemon reconciles every ENI at start (a no-op on a correct host), then follows netlink
+link events (attach, detach, rename) and acts at once, polls IMDS every refresh_interval for new
+secondary addresses and prefixes (writing and reloading nothing when nothing changed), and
+restores source rules someone else deleted. It tells systemd when it is ready (Type=notify) and
+stops cleanly on SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
+			a, err := newAgent(ctx, cfg, log, backends.Options{})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			r, err := a.reconciler()
+			if err != nil {
+				return err
+			}
+			ns, err := netns.Get()
+			if err != nil {
+				return fmt.Errorf("open own network namespace: %w", err)
+			}
+			defer ns.Close()
+			events, err := netlinkx.Subscribe(ctx, ns)
+			if err != nil {
+				return fmt.Errorf("subscribe to netlink events: %w", err)
+			}
+			log.Info("started", "version", version, "backend", a.selection.Name(), "why", a.selection.Reason,
+				"refresh_interval", cfg.RefreshInterval)
+			err = r.Run(ctx, triggers(ctx.Done(), events), reconcile.LoopOptions{
+				RefreshInterval:     cfg.RefreshInterval,
+				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
+				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
+				Ready: func() {
+					// Not running under systemd is fine (the lab, a shell): SdNotify is then a no-op.
+					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+						log.Warn("cannot notify systemd", "error", err)
+					}
+				},
+			})
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			log.Info("stopped")
+			return err
+		},
+	}
+}
+
+// triggers turns netlink events into work for the reconcile loop.
+func triggers(done <-chan struct{}, events <-chan netlinkx.Event) <-chan reconcile.Trigger {
+	out := make(chan reconcile.Trigger, 64)
+	go func() {
+		defer close(out)
+		for ev := range events {
+			var t reconcile.Trigger
+			switch ev.Kind {
+			case netlinkx.LinkAdded:
+				t = reconcile.Trigger{Kind: reconcile.LinkAdded, Link: ev.Link}
+			case netlinkx.LinkRenamed:
+				t = reconcile.Trigger{Kind: reconcile.LinkRenamed, Link: ev.Link}
+			case netlinkx.LinkRemoved:
+				t = reconcile.Trigger{Kind: reconcile.LinkRemoved, Link: ev.Link}
+			case netlinkx.RuleRemoved:
+				t = reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}
+			case netlinkx.Resync:
+				t = reconcile.Trigger{Kind: reconcile.Resync}
+			default:
+				continue
+			}
+			select {
+			case out <- t:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,162 @@
+// Package conf loads /etc/ec2-net-utils.conf: typed settings with defaults, strict type checking,
+// EC2_NET_UTILS_* environment overrides and validation that reports every bad key at once.
+//
+// Key names are a public interface (users' files and scripts depend on them), so they are spelled
+// out once, in the koanf tags below; the loader, the environment mapping and the tests all derive
+// the set of known keys from these tags.
+package conf
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// DefaultPath is where the agent reads its configuration when no other file is named.
+const DefaultPath = "/etc/ec2-net-utils.conf"
+
+// Values of the backend key. The backends' Name methods return the same strings.
+const (
+	BackendAuto           = "auto"
+	BackendNetworkd       = "networkd"
+	BackendNetworkManager = "networkmanager"
+	BackendIfcfg          = "ifcfg"
+)
+
+// Config is the whole configuration file, every value typed and, after Load, validated.
+type Config struct {
+	// Backend selects the network manager the agent drives; auto detects the one that owns the
+	// primary interface.
+	Backend string `koanf:"backend"`
+	// LogLevel is an hclog level name.
+	LogLevel string `koanf:"log_level"`
+	// RefreshInterval is the period of the IMDS poll that notices secondary addresses and
+	// prefixes (IMDS has no change notification).
+	RefreshInterval time.Duration `koanf:"refresh_interval"`
+
+	IMDS           IMDS           `koanf:"imds"`
+	Interfaces     Interfaces     `koanf:"interfaces"`
+	Networkd       Networkd       `koanf:"networkd"`
+	NetworkManager NetworkManager `koanf:"networkmanager"`
+	Ifcfg          Ifcfg          `koanf:"ifcfg"`
+	Daemon         Daemon         `koanf:"daemon"`
+}
+
+// IMDS configures the instance metadata client.
+type IMDS struct {
+	// Endpoint overrides the metadata service URL. Empty keeps the SDK's choice: http://169.254.169.254,
+	// or AWS_EC2_METADATA_SERVICE_ENDPOINT when that is set.
+	Endpoint string `koanf:"endpoint"`
+	// Timeout bounds each HTTP request, so a hung IMDS cannot stall the daemon.
+	Timeout time.Duration `koanf:"timeout"`
+	// MaxAttempts counts tries per request, the first included.
+	MaxAttempts int `koanf:"max_attempts"`
+	// MaxBackoff caps the jittered exponential backoff between attempts.
+	MaxBackoff time.Duration `koanf:"max_backoff"`
+	// PropagationTimeout is how long a freshly attached ENI may lack required keys in IMDS before
+	// the agent stops waiting for it (it is retried on the next refresh).
+	PropagationTimeout time.Duration `koanf:"propagation_timeout"`
+}
+
+// Interfaces selects the links the agent manages and how it plans them.
+type Interfaces struct {
+	Drivers []string `koanf:"drivers"`
+	// Exclude holds interface names or MAC addresses (colon form) the agent leaves alone.
+	Exclude               []string `koanf:"exclude"`
+	PrimaryRules          bool     `koanf:"primary_rules"`
+	MainDefaultRoute      bool     `koanf:"main_default_route"`
+	AssignPrefixAddresses bool     `koanf:"assign_prefix_addresses"`
+	// MTU is 0 to keep the MTU DHCP hands out, else 576..9216.
+	MTU int `koanf:"mtu"`
+}
+
+// Networkd configures the systemd-networkd backend.
+type Networkd struct {
+	// Dir receives the generated .network files and drop-ins. /run, not /etc: the files describe
+	// the current attachment and are regenerated from IMDS at every boot.
+	Dir string `koanf:"dir"`
+}
+
+// NetworkManager configures the NetworkManager backend.
+type NetworkManager struct {
+	// Persist saves profiles to disk. Off, profiles live in memory only and are regenerated from
+	// IMDS at boot, so a detached ENI leaves no stale profile behind.
+	Persist bool `koanf:"persist"`
+}
+
+// Ifcfg configures the initscripts (ifcfg) backend.
+type Ifcfg struct {
+	Dir             string `koanf:"dir"`
+	DHClientConfDir string `koanf:"dhclient_conf_dir"`
+}
+
+// Daemon tunes the long-running agent.
+type Daemon struct {
+	// RuleRestoreInterval is the minimum time between two restores of rules someone else deleted,
+	// so the agent never fights another manager in a tight loop.
+	RuleRestoreInterval time.Duration `koanf:"rule_restore_interval"`
+	// FullRefreshEvery makes every Nth refresh re-read the keys that rarely change (subnet and VPC
+	// CIDRs, device numbers); the others read only addresses and prefixes.
+	FullRefreshEvery int `koanf:"full_refresh_every"`
+}
+
+// Defaults returns the configuration used for every key the file and environment leave unset.
+// packaging/ec2-net-utils.conf documents the same values; a test keeps the two equal.
+func Defaults() Config {
+	return Config{
+		Backend:         BackendAuto,
+		LogLevel:        "info",
+		RefreshInterval: 10 * time.Second,
+		IMDS: IMDS{
+			Endpoint:           "",
+			Timeout:            2 * time.Second,
+			MaxAttempts:        4,
+			MaxBackoff:         time.Second,
+			PropagationTimeout: 30 * time.Second,
+		},
+		Interfaces: Interfaces{
+			Drivers:               []string{"ena", "ixgbevf", "vif"},
+			Exclude:               []string{},
+			PrimaryRules:          false,
+			MainDefaultRoute:      true,
+			AssignPrefixAddresses: false,
+			MTU:                   0,
+		},
+		Networkd:       Networkd{Dir: "/run/systemd/network"},
+		NetworkManager: NetworkManager{Persist: false},
+		Ifcfg: Ifcfg{
+			Dir:             "/etc/sysconfig/network-scripts",
+			DHClientConfDir: "/etc/dhcp",
+		},
+		Daemon: Daemon{
+			RuleRestoreInterval: 5 * time.Second,
+			FullRefreshEvery:    30,
+		},
+	}
+}
+
+// PlanOptions returns the settings that shape the plan. MACs in Exclude are canonicalised to the
+// lower-case colon form IMDS uses, so "0A:1B:..." in the file matches; slices are copied so the
+// plan cannot alias the configuration.
+func (c Config) PlanOptions() core.PlanOptions {
+	exclude := make([]string, 0, len(c.Interfaces.Exclude))
+	for _, e := range c.Interfaces.Exclude {
+		if strings.Contains(e, ":") {
+			if mac, err := net.ParseMAC(e); err == nil {
+				e = mac.String()
+			}
+		}
+		exclude = append(exclude, e)
+	}
+	return core.PlanOptions{
+		Drivers:               slices.Clone(c.Interfaces.Drivers),
+		Exclude:               exclude,
+		PrimaryRules:          c.Interfaces.PrimaryRules,
+		MainDefaultRoute:      c.Interfaces.MainDefaultRoute,
+		AssignPrefixAddresses: c.Interfaces.AssignPrefixAddresses,
+		MTU:                   c.Interfaces.MTU,
+	}
+}

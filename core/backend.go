@@ -1,0 +1,51 @@
+package core
+
+import "context"
+
+// Backend makes one network manager's configuration match a Plan.
+//
+// Apply is idempotent: called twice with the same plan and links, the second call writes nothing
+// and reloads nothing. It only ever touches configuration the agent owns (file-name prefix, profile
+// tag, rule priority band) and removes an interface's configuration only when its link is gone
+// (detach), never because IMDS was unreachable: the caller does not call Apply without a snapshot.
+type Backend interface {
+	// Name is the value of the config file's `backend` key that selects this backend.
+	Name() string
+	Apply(ctx context.Context, plan Plan, links []Link) (Changes, error)
+}
+
+// Changes reports what one Apply did, for logs, tests and benchmarks.
+type Changes struct {
+	// Written and Removed name the files or profiles that changed.
+	Written []string `json:"written,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Reloads counts manager reloads (networkd Reload, NM Reapply/Activate, dhclient restarts).
+	Reloads int `json:"reloads"`
+}
+
+// Changed reports whether Apply changed anything.
+func (c Changes) Changed() bool { return len(c.Written) > 0 || len(c.Removed) > 0 || c.Reloads > 0 }
+
+// PlanOptions are the settings of the config file that shape the plan.
+type PlanOptions struct {
+	// Drivers whose links can be ENIs (ena, ixgbevf, vif). A link is an ENI only if its driver is
+	// listed AND its MAC is in IMDS, so VLANs, bridges and container veths never are.
+	Drivers []string
+	// Exclude lists interface names or MACs the agent must leave alone.
+	Exclude []string
+	// PrimaryRules adds source rules for the primary ENI too. Off by default: with them, replies
+	// from Docker bridges to host ports leave by the wrong path (amazon-ec2-net-utils #97).
+	PrimaryRules bool
+	// MainDefaultRoute puts each secondary ENI's DHCP default route into the main table (with its
+	// own metric), as amazon-ec2-net-utils 2.x does. Off keeps secondaries out of main (1.x MAINROUTETABLE=no).
+	MainDefaultRoute bool
+	// AssignPrefixAddresses assigns every address of delegated IPv4 prefixes (1.x EC2PROVISIONPFXIPS).
+	AssignPrefixAddresses bool
+	// MTU to set on ENIs; 0 leaves it to DHCP (option 26).
+	MTU int
+}
+
+// DefaultPlanOptions are the planner settings of an empty config file.
+func DefaultPlanOptions() PlanOptions {
+	return PlanOptions{Drivers: []string{"ena", "ixgbevf", "vif"}, MainDefaultRoute: true}
+}

@@ -1,0 +1,521 @@
+// Package imds reads the instance's network interfaces from the EC2 instance metadata service
+// (IMDSv2 only), on top of aws-sdk-go-v2's feature/ec2/imds client.
+//
+// The one rule this package exists for: an IMDS error is never an empty list. A 404 is an answer
+// (the key is absent, or not propagated yet); a timeout, a 5xx after retries, a refused
+// connection, a 401 after a token refresh are not, and turn the whole read into an error. The
+// caller then keeps its last good snapshot and never removes addresses or rules because IMDS
+// hiccupped (amazon-ec2-net-utils #161).
+package imds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/smithy-go/logging"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// Options configure a Client. Zero values take the defaults in their comments.
+type Options struct {
+	// Endpoint is IMDS's base URL, e.g. "http://169.254.169.254". Empty means the SDK's choice:
+	// AWS_EC2_METADATA_SERVICE_ENDPOINT if set, else the IPv4 (or, with IPv6, the IPv6) address.
+	Endpoint string
+	// IPv6 selects http://[fd00:ec2::254] when Endpoint is empty (IPv6-only instances).
+	IPv6 bool
+	// Timeout bounds each HTTP request, connection included (default 2s). IMDS answers in about a
+	// millisecond; a request that takes longer is lost, and waiting helps nothing.
+	Timeout time.Duration
+	// MaxAttempts per request, the first included (default 4).
+	MaxAttempts int
+	// MaxBackoff caps the exponential backoff with jitter between attempts (default 1s), so an
+	// unhealthy IMDS sees a few spaced requests, not a storm (amazon-ec2-net-utils #129).
+	MaxBackoff time.Duration
+	// PropagationTimeout is how long Snapshot keeps re-reading ENIs that IMDS has not fully
+	// propagated (default 30s, as cloud-init and amazon-ec2-net-utils wait).
+	PropagationTimeout time.Duration
+	// Concurrency is how many requests one read has in flight at once (default 4). IMDS limits
+	// each ENI to 1024 packets per second; a handful in flight is far below that.
+	Concurrency int
+	// Version goes into the User-Agent as "ec2-net-utils/<version>" (amazon-ec2-net-utils #125).
+	Version string
+	Logger  hclog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Timeout, 2*time.Second)
+	def(&o.MaxBackoff, time.Second)
+	def(&o.PropagationTimeout, 30*time.Second)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 4
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Version == "" {
+		o.Version = "unknown"
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Client reads network metadata. It is safe for concurrent use.
+type Client struct {
+	sdk      *sdkimds.Client
+	opts     Options
+	log      hclog.Logger
+	requests atomic.Int64
+}
+
+// New builds a client. It sends nothing: the first request goes out with the first read.
+func New(opts Options) (*Client, error) {
+	opts = opts.withDefaults()
+	if opts.Endpoint != "" {
+		u, err := url.Parse(opts.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("imds: endpoint %q is not an http:// or https:// URL", opts.Endpoint)
+		}
+	}
+	c := &Client{opts: opts, log: opts.Logger}
+
+	// Our own http.Client instead of the SDK's: the SDK's would take HTTP_PROXY from the
+	// environment (a link-local service must never go through a proxy) and caps response
+	// headers at 0.5s regardless of the timeout asked for. Timeout applies per attempt.
+	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		MaxIdleConnsPerHost:   opts.Concurrency,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: opts.Timeout,
+	}
+	httpClient := &http.Client{Timeout: opts.Timeout, Transport: countingTransport{next: transport, n: &c.requests}}
+
+	// The standard retryer retries 5xx, 429 (throttling), connection errors and timeouts, with
+	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
+	// IMDS keeps failing. 401s are retried by the SDK's token provider after dropping the token.
+	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = opts.MaxAttempts
+		o.MaxBackoff = opts.MaxBackoff
+		o.BaseDelay = min(50*time.Millisecond, opts.MaxBackoff)
+	})
+
+	sdkOpts := sdkimds.Options{
+		Endpoint:   opts.Endpoint,
+		HTTPClient: httpClient,
+		Retryer:    retryer,
+		// IMDSv2 only: falling back to v1 would hide a token failure and is disabled on
+		// hardened instances anyway.
+		EnableFallback: aws.FalseTernary,
+		// Bounded by Timeout × MaxAttempts instead; the SDK's 5s per operation would cut the
+		// retries short when Timeout is raised.
+		DisableDefaultTimeout: true,
+		// Otherwise the SDK replaces our retryer's backoff with a fixed 1s.
+		DisableDefaultMaxBackoff: true,
+		ClientLogMode:            aws.LogRetries,
+		Logger:                   sdkLogger{opts.Logger},
+		APIOptions: []func(*middleware.Stack) error{
+			awsmiddleware.AddUserAgentKeyValue("ec2-net-utils", opts.Version),
+		},
+	}
+	if opts.IPv6 {
+		sdkOpts.EndpointMode = sdkimds.EndpointModeStateIPv6
+	}
+	c.sdk = sdkimds.New(sdkOpts)
+	return c, nil
+}
+
+// Requests counts the HTTP requests sent so far, token requests and retries included.
+func (c *Client) Requests() int64 { return c.requests.Load() }
+
+// Raw reads every ENI's keys as IMDS serves them. A key IMDS answers 404 for is absent from the
+// map. See Snapshot for reuse and for the number of requests.
+func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstance, error) {
+	r, err := c.read(ctx, reuse)
+	if err != nil {
+		return core.RawInstance{}, err
+	}
+	return r.raw, nil
+}
+
+// Snapshot reads and validates every ENI. ENIs IMDS has not fully propagated are re-read (only
+// those, with backoff) until they are complete or PropagationTimeout has passed, then returned
+// in Instance.Problems: a slow ENI is reported, it is not an error. The wait also ends one
+// request timeout before ctx's deadline, so a caller with a deadline gets its snapshot.
+//
+// On error the returned Instance is the zero value, never a partial one. The caller must keep
+// its previous snapshot and not act on the failed read.
+//
+// reuse, the previous snapshot of the same instance, saves the requests for the keys that do not
+// change while an ENI stays attached: meta-data/mac, and for every ENI valid in reuse
+// device-number, network-card, interface-id and subnet-ipv4-cidr-block. The caller must drop
+// reuse (pass nil) after a link was detached or attached, because a re-attached ENI keeps its
+// MAC but may get another device number. vpc-ipv4-cidr-blocks is read every time: a CIDR block
+// can be associated with the VPC at any moment.
+//
+// Requests per read, with the token cached (one more PUT when it has expired, every 5 minutes):
+//
+//	without reuse: 2 (mac, macs/) + per ENI its listing + 1 per key it lists among
+//	               core.ENIKeys: 1 + 5 for an IPv4 ENI (device-number, interface-id,
+//	               local-ipv4s, subnet-ipv4-cidr-block, vpc-ipv4-cidr-blocks), +1 network-card
+//	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
+//	               N plain IPv4 ENIs: 2 + 6N.
+//	with reuse:    1 (macs/) + per ENI its listing, local-ipv4s, vpc-ipv4-cidr-blocks and
+//	               each IPv6 or prefix key it lists. N plain IPv4 ENIs: 1 + 3N.
+//	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
+//
+// (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
+func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error) {
+	r, err := c.read(ctx, reuse)
+	if err != nil {
+		return core.Instance{}, err
+	}
+	inst, err := r.parse()
+	if err != nil {
+		return core.Instance{}, err
+	}
+
+	deadline := time.Now().Add(c.opts.PropagationTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(-c.opts.Timeout).Before(deadline) {
+		deadline = d.Add(-c.opts.Timeout)
+	}
+	wait := min(50*time.Millisecond, c.opts.MaxBackoff)
+	for {
+		pending := r.notPropagated(inst)
+		if len(pending) == 0 {
+			return inst, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			c.log.Debug("ENIs still not propagated, giving up for now", "macs", strings.Join(pending, ","))
+			return inst, nil
+		}
+		c.log.Debug("waiting for ENIs to propagate", "macs", strings.Join(pending, ","))
+		if err := sleep(ctx, min(jitter(wait), left)); err != nil {
+			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(pending, ", "), err)
+		}
+		wait = min(2*wait, c.opts.MaxBackoff)
+		if err := c.readENIs(ctx, &r, pending, reusable(reuse)); err != nil {
+			return core.Instance{}, err
+		}
+		if inst, err = r.parse(); err != nil {
+			return core.Instance{}, err
+		}
+	}
+}
+
+// reading is one read in progress: the raw keys, and which listed keys answered 404.
+type reading struct {
+	raw core.RawInstance
+	// unsettled maps a MAC directory to keys its listing shows but that answered 404: IMDS has
+	// not finished propagating them, even if they are optional.
+	unsettled map[string][]string
+}
+
+func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error) {
+	r := reading{raw: core.RawInstance{ENIs: map[string]map[string]string{}}, unsettled: map[string][]string{}}
+	if reuse != nil && reuse.PrimaryMAC != "" {
+		r.raw.PrimaryMAC = reuse.PrimaryMAC // the primary ENI cannot be detached
+	} else {
+		mac, err := c.getRequired(ctx, "mac")
+		if err != nil {
+			return reading{}, err
+		}
+		r.raw.PrimaryMAC = strings.TrimSpace(mac)
+	}
+	listing, err := c.getRequired(ctx, "network/interfaces/macs/")
+	if err != nil {
+		return reading{}, err
+	}
+	if err := c.readENIs(ctx, &r, listLines(listing), reusable(reuse)); err != nil {
+		return reading{}, err
+	}
+	return r, nil
+}
+
+// readENIs (re)reads the MAC directories dirs into r: first each directory's listing, then only
+// the keys it lists, skipping those reuse supplies.
+func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse map[string]core.ENI) error {
+	var mu sync.Mutex
+	listed := make(map[string][]string, len(dirs))
+	err := forEach(ctx, c.opts.Concurrency, dirs, func(ctx context.Context, dir string) error {
+		body, found, err := c.get(ctx, macPath(dir, ""))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !found {
+			// Detached between the two listings: IMDS said so, it is gone.
+			c.log.Debug("ENI vanished from IMDS while being read", "mac", dir)
+			delete(r.raw.ENIs, dir)
+			delete(r.unsettled, dir)
+			return nil
+		}
+		listed[dir] = listLines(body)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	type job struct{ dir, key string }
+	var jobs []job
+	for _, dir := range dirs {
+		keys, ok := listed[dir]
+		if !ok {
+			continue
+		}
+		r.raw.ENIs[dir] = map[string]string{}
+		delete(r.unsettled, dir)
+		prev, reused := reuse[normMAC(dir)]
+		for _, key := range core.ENIKeys {
+			if !slices.Contains(keys, key) {
+				continue // not listed: absent, and not worth a request
+			}
+			if v, ok := stableValue(prev, key); reused && ok {
+				r.raw.ENIs[dir][key] = v
+				continue
+			}
+			jobs = append(jobs, job{dir, key})
+		}
+	}
+	return forEach(ctx, c.opts.Concurrency, jobs, func(ctx context.Context, j job) error {
+		body, found, err := c.get(ctx, macPath(j.dir, j.key))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if found {
+			r.raw.ENIs[j.dir][j.key] = body
+		} else {
+			r.unsettled[j.dir] = append(r.unsettled[j.dir], j.key)
+		}
+		return nil
+	})
+}
+
+// parse validates the reading; an ENI with unsettled keys is not propagated whatever the
+// validation says, since a key it will have is missing.
+func (r *reading) parse() (core.Instance, error) {
+	inst, err := core.ParseInstance(r.raw)
+	if err != nil || len(r.unsettled) == 0 {
+		return inst, err
+	}
+	unsettled := make(map[string][]string, len(r.unsettled))
+	for dir, keys := range r.unsettled {
+		unsettled[normMAC(dir)] = keys
+	}
+	inst.ENIs = slices.DeleteFunc(inst.ENIs, func(e core.ENI) bool {
+		keys, ok := unsettled[e.MAC]
+		if ok {
+			slices.SortFunc(keys, func(a, b string) int {
+				return slices.Index(core.ENIKeys, a) - slices.Index(core.ENIKeys, b)
+			})
+			inst.Problems = append(inst.Problems, core.ENIProblem{MAC: e.MAC, Kind: core.ProblemNotPropagated,
+				Reason: fmt.Sprintf("%s: IMDS lists %s but answers 404 for it", e.MAC, strings.Join(keys, ", "))})
+		}
+		return ok
+	})
+	slices.SortFunc(inst.Problems, func(a, b core.ENIProblem) int { return strings.Compare(a.MAC, b.MAC) })
+	return inst, nil
+}
+
+// notPropagated returns the MAC directories of the ENIs worth re-reading.
+func (r *reading) notPropagated(inst core.Instance) []string {
+	dirs := make(map[string]string, len(r.raw.ENIs))
+	for dir := range r.raw.ENIs {
+		dirs[normMAC(dir)] = dir
+	}
+	var out []string
+	for _, p := range inst.Problems {
+		if dir, ok := dirs[p.MAC]; ok && p.Kind == core.ProblemNotPropagated {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// reusable indexes the valid ENIs of a previous snapshot by MAC.
+func reusable(prev *core.Instance) map[string]core.ENI {
+	if prev == nil {
+		return nil
+	}
+	m := make(map[string]core.ENI, len(prev.ENIs))
+	for _, e := range prev.ENIs {
+		m[e.MAC] = e
+	}
+	return m
+}
+
+// stableValue renders a key that cannot change while the ENI stays attached back into the form
+// IMDS serves, so a reused snapshot goes through the same validation as a fresh one.
+func stableValue(e core.ENI, key string) (string, bool) {
+	switch key {
+	case core.KeyDeviceNumber:
+		return strconv.Itoa(e.DeviceNumber), true
+	case core.KeyNetworkCard:
+		return strconv.Itoa(e.NetworkCard), true
+	case core.KeyInterfaceID:
+		return e.InterfaceID, e.InterfaceID != ""
+	case core.KeySubnetIPv4CIDR:
+		return e.SubnetIPv4.String(), e.SubnetIPv4.IsValid()
+	}
+	return "", false
+}
+
+// getRequired is get for paths that exist on every instance: a 404 there is an error.
+func (c *Client) getRequired(ctx context.Context, path string) (string, error) {
+	body, found, err := c.get(ctx, path)
+	if err == nil && !found {
+		err = fmt.Errorf("imds: GET meta-data/%s: 404 not found", path)
+	}
+	return body, err
+}
+
+// get reads one path under meta-data/. found is false only for a 404 answered to this GET.
+func (c *Client) get(ctx context.Context, path string) (body string, found bool, err error) {
+	out, err := c.sdk.GetMetadata(ctx, &sdkimds.GetMetadataInput{Path: path})
+	if err != nil {
+		if isNotFound(err) {
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("imds: GET meta-data/%s: %w", path, err)
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(out.Content)
+	if err != nil {
+		return "", false, fmt.Errorf("imds: GET meta-data/%s: read body: %w", path, err)
+	}
+	return string(b), true, nil
+}
+
+// isNotFound reports a 404 to a metadata GET. A 404 to the token PUT wraps the same error type
+// but means no IMDSv2 endpoint answers here; reading it as "key absent" would turn an
+// unreachable IMDS into an instance without addresses.
+func isNotFound(err error) bool {
+	var re *smithyhttp.ResponseError
+	if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusNotFound || re.Response.Response == nil {
+		return false
+	}
+	req := re.Response.Request
+	return req != nil && req.Method == http.MethodGet
+}
+
+func macPath(dir, key string) string {
+	return "network/interfaces/macs/" + strings.TrimSuffix(dir, "/") + "/" + key
+}
+
+// listLines splits a directory listing into names, dropping the trailing "/" of sub-directories.
+func listLines(body string) []string {
+	var out []string
+	for line := range strings.SplitSeq(body, "\n") {
+		if line = strings.TrimSuffix(strings.TrimSpace(line), "/"); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// normMAC matches a MAC directory with core's normalised MACs (lower case, colons).
+func normMAC(dir string) string {
+	if hw, err := net.ParseMAC(strings.TrimSpace(dir)); err == nil {
+		return hw.String()
+	}
+	return dir
+}
+
+// forEach runs fn on every item, at most n at a time. The first error cancels the others and is
+// returned.
+func forEach[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, item := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, item); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// jitter spreads waits over [d/2, d) so several agents retrying at once do not stay in step.
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// countingTransport counts every HTTP request, retries and token requests included.
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(req)
+}
+
+// sdkLogger sends the SDK's messages (retries, warnings) to hclog, at debug unless a warning.
+type sdkLogger struct{ log hclog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if c == logging.Warn {
+		l.log.Warn(fmt.Sprintf(format, v...), "component", "imds-sdk")
+		return
+	}
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "imds-sdk")
+}

@@ -1,0 +1,245 @@
+package netlinkx
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// nextNonAddressEvent skips AddressChanged (link-local churn, DAD) and fails on a Resync, which
+// nothing in these tests should cause.
+func nextNonAddressEvent(t *testing.T, events <-chan Event) Event {
+	t.Helper()
+	for {
+		ev := nextEvent(t, events, 10*time.Second)
+		switch ev.Kind {
+		case AddressChanged:
+			continue
+		case Resync:
+			t.Fatalf("unexpected resync: %v", ev.Err)
+		}
+		return ev
+	}
+}
+
+// The life of a hot-plugged ENI as the agent sees it: attached (moved in from the "pool"
+// netns), renamed by udev, a rule of ours deleted by someone, detached.
+func TestSubscribeSeesAnENIAttachedRenamedAndDetachedAndARuleDeleted(t *testing.T) {
+	t.Parallel()
+	pool := newTestNetns(t)
+	inst := newTestNetns(t)
+	eni := pool.veth(t, "eth1", "vpc1", "02:00:00:00:01:01")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := Subscribe(ctx, inst.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Attach: ip -n pool link set eth1 netns inst
+	if err := pool.nl.LinkSetNsFd(eni, int(inst.ns)); err != nil {
+		t.Fatal(err)
+	}
+	ev := nextNonAddressEvent(t, events)
+	if ev.Kind != LinkAdded || ev.Link.Name != "eth1" || ev.Link.MAC != "02:00:00:00:01:01" || ev.Link.Driver != "veth" {
+		t.Fatalf("after attach got %v %+v, want link-added eth1 with driver veth", ev.Kind, ev.Link)
+	}
+	index := ev.Link.Index
+
+	// Up is a change of a known link, not a new one; then udev renames it.
+	l, err := inst.nl.LinkByIndex(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.nl.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.nl.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.nl.LinkSetName(l, "ens6"); err != nil {
+		t.Fatal(err)
+	}
+	ev = nextNonAddressEvent(t, events)
+	if ev.Kind != LinkRenamed || ev.Link.Name != "ens6" || ev.OldName != "eth1" || ev.Link.Index != index || ev.Link.Driver != "veth" {
+		t.Fatalf("after rename got %v %+v (old %q), want link-renamed eth1 -> ens6", ev.Kind, ev.Link, ev.OldName)
+	}
+
+	// A manager deletes one of our rules: ip rule del from 2600:1f14::7 lookup 10001 priority 10001
+	x := New(inst.nl, InNetns(inst.ns))
+	ours := core.Rule{Family: core.IPv6, From: netip.MustParsePrefix("2600:1f14::7/128"), Table: 10001, Priority: 10001}
+	if _, err := x.EnsureRules([]core.Rule{ours}); err != nil {
+		t.Fatal(err)
+	}
+	nr, _ := toNetlinkRule(ours)
+	if err := inst.nl.RuleDel(nr); err != nil {
+		t.Fatal(err)
+	}
+	ev = nextNonAddressEvent(t, events)
+	if ev.Kind != RuleRemoved {
+		t.Fatalf("after rule deletion got %v %+v, want rule-removed", ev.Kind, ev)
+	}
+	if diff := cmp.Diff(ours, ev.Rule, netipEqual); diff != "" {
+		t.Errorf("removed rule (-want +got):\n%s", diff)
+	}
+
+	// Detach.
+	if err := inst.nl.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	ev = nextNonAddressEvent(t, events)
+	if ev.Kind != LinkRemoved || ev.Link.Index != index || ev.Link.Name != "ens6" {
+		t.Fatalf("after detach got %v %+v, want link-removed ens6", ev.Kind, ev.Link)
+	}
+
+	cancel()
+	for range events { // closed once ctx ends
+	}
+}
+
+func TestSubscribeSeesIPv4RuleDeletionAndLinkMovedOut(t *testing.T) {
+	t.Parallel()
+	pool := newTestNetns(t)
+	inst := newTestNetns(t)
+	inst.veth(t, "eth1", "vpc1", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := Subscribe(ctx, inst.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := New(inst.nl, InNetns(inst.ns))
+	ours := core.Rule{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.7/32"), Table: 10001, Priority: 10001}
+	if _, err := x.EnsureRules([]core.Rule{ours}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.DeleteRules([]core.Rule{ours}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextNonAddressEvent(t, events); ev.Kind != RuleRemoved || !cmp.Equal(ours, ev.Rule, netipEqual) {
+		t.Fatalf("got %v %+v, want rule-removed %+v", ev.Kind, ev.Rule, ours)
+	}
+
+	// Moving a link out of the netns is a detach too: ip -n inst link set eth1 netns pool
+	l, err := inst.nl.LinkByName("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.nl.LinkSetNsFd(l, int(pool.ns)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextNonAddressEvent(t, events); ev.Kind != LinkRemoved || ev.Link.Name != "eth1" {
+		t.Fatalf("got %v %+v, want link-removed eth1", ev.Kind, ev.Link)
+	}
+}
+
+// When the receiver falls behind and the kernel drops messages, the receiver is told to re-read
+// everything, and events keep flowing afterwards.
+func TestSubscribeReportsAnOverflowAsResyncAndKeepsGoing(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := subscribe(ctx, n.ns, 1) // the kernel rounds up to its minimum, a few messages
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads while thousands of rules are added and deleted.
+	for i := range 2000 {
+		r := netlink.NewRule()
+		r.Family, r.Priority, r.Table = netlink.FAMILY_V4, 20000+i, 20000+i
+		if err := n.nl.RuleAdd(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.nl.RuleDel(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		ev := nextEvent(t, events, 10*time.Second)
+		if ev.Kind == Resync {
+			if !errors.Is(ev.Err, unix.ENOBUFS) {
+				t.Errorf("resync error = %v, want ENOBUFS", ev.Err)
+			}
+			break
+		}
+	}
+
+	// Still alive, and nothing is lost silently: a deletion made now is either reported or
+	// covered by another Resync (the flood may still be draining), never dropped without one.
+	// Before drain() existed, the kernel's once-only ENOBUFS let a deletion vanish here.
+	for attempt := range 50 {
+		prio := 30000 + attempt
+		r := netlink.NewRule()
+		r.Family, r.Priority, r.Table = netlink.FAMILY_V4, prio, prio
+		if err := n.nl.RuleAdd(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.nl.RuleDel(r); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ev := nextEvent(t, events, 10*time.Second)
+			if ev.Kind == RuleRemoved && ev.Rule.Priority == prio {
+				return
+			}
+			if ev.Kind == Resync {
+				break
+			}
+		}
+	}
+	t.Fatal("no deletion reported after the overflow")
+}
+
+func TestSubscribeClosesTheChannelWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	events, err := Subscribe(ctx, n.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("channel still open after cancel")
+		}
+	}
+}
+
+func TestParseAddrPrefersTheLocalAddress(t *testing.T) {
+	t.Parallel()
+	attr := func(typ uint16, v ...byte) []byte {
+		b := binary.NativeEndian.AppendUint16(nil, uint16(4+len(v)))
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		return append(b, v...)
+	}
+	// ifaddrmsg{AF_INET, /32, flags 0, scope, index 7}, IFA_ADDRESS (a peer), IFA_LOCAL (ours)
+	b := []byte{unix.AF_INET, 32, 0, unix.RT_SCOPE_UNIVERSE}
+	b = binary.NativeEndian.AppendUint32(b, 7)
+	b = append(b, attr(unix.IFA_ADDRESS, 10, 9, 9, 9)...)
+	b = append(b, attr(unix.IFA_LOCAL, 10, 0, 1, 7)...)
+
+	index, p, ok := parseAddr(b)
+	if !ok || index != 7 || p != netip.MustParsePrefix("10.0.1.7/32") {
+		t.Errorf("parseAddr = %d %v %v, want 7 10.0.1.7/32", index, p, ok)
+	}
+	b[3] = unix.RT_SCOPE_LINK
+	if _, _, ok := parseAddr(b); ok {
+		t.Error("link-scope address reported")
+	}
+}

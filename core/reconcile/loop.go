@@ -1,0 +1,191 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// TriggerKind is what woke the daemon.
+type TriggerKind int
+
+const (
+	// LinkAdded: a link appeared (attach, or moved into the netns).
+	LinkAdded TriggerKind = iota
+	// LinkRenamed: udev (or a person) renamed a link; its files must follow the new name.
+	LinkRenamed
+	// LinkRemoved: detach. Planned without asking IMDS, which may still list the ENI.
+	LinkRemoved
+	// RuleRemoved: someone deleted a rule; restored if it is one of ours.
+	RuleRemoved
+	// Resync: events may have been lost (netlink socket overflow); re-read everything.
+	Resync
+)
+
+// Trigger is one event for the loop.
+type Trigger struct {
+	Kind TriggerKind
+	Link core.Link
+	Rule core.Rule
+}
+
+// LoopOptions tune the daemon loop.
+type LoopOptions struct {
+	// RefreshInterval between IMDS refreshes (secondary IPs and prefixes have no event).
+	RefreshInterval time.Duration
+	// FullRefreshEvery: every Nth refresh re-reads the stable IMDS keys too.
+	FullRefreshEvery int
+	// RuleRestoreInterval is the minimum time between two restores of deleted rules, so an agent
+	// that keeps deleting them cannot make us spin.
+	RuleRestoreInterval time.Duration
+	// Settle coalesces a burst of link events (udev renames right after attach) into one pass.
+	Settle time.Duration
+	// Ready is called once after the first pass (sd_notify READY=1).
+	Ready func()
+	// OnPass, if set, sees every pass result (tests, benchmarks).
+	OnPass func(Pass, Result, error)
+}
+
+func (o *LoopOptions) defaults() {
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = 10 * time.Second
+	}
+	if o.FullRefreshEvery <= 0 {
+		o.FullRefreshEvery = 30
+	}
+	if o.RuleRestoreInterval <= 0 {
+		o.RuleRestoreInterval = 5 * time.Second
+	}
+	if o.Settle <= 0 {
+		o.Settle = 20 * time.Millisecond
+	}
+}
+
+// Run is the daemon: one pass at start, then a pass per burst of link events, an IMDS refresh
+// every RefreshInterval, and rate-limited restores of deleted rules, until ctx ends. All passes
+// run on this goroutine, so work on an interface is never concurrent with other work.
+func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOptions) error {
+	o.defaults()
+	run := func(p Pass) {
+		res, err := r.Once(ctx, p)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("reconcile failed", "reason", p.Reason, "error", err)
+		}
+		if o.OnPass != nil {
+			o.OnPass(p, res, err)
+		}
+	}
+	run(Pass{Reason: "start", Fetch: true, Full: true})
+	if restored, err := r.RestoreRules(); err != nil {
+		r.log.Warn("cannot check rules", "error", err)
+	} else if len(restored) > 0 {
+		r.log.Info("restored missing rules at start", "rules", len(restored))
+	}
+	if o.Ready != nil {
+		o.Ready()
+	}
+
+	refresh := time.NewTicker(o.RefreshInterval)
+	defer refresh.Stop()
+	refreshes := 0
+
+	var (
+		settle      *time.Timer
+		settleC     <-chan time.Time
+		next        Pass // merged pass waiting for the settle timer
+		restore     *time.Timer
+		restoreC    <-chan time.Time
+		lastRestore time.Time
+	)
+	schedule := func(p Pass) {
+		if settleC == nil {
+			next = p
+			settle = time.NewTimer(o.Settle)
+			settleC = settle.C
+			return
+		}
+		next.Reason += ", " + p.Reason
+		next.Fetch = next.Fetch || p.Fetch
+		next.Full = next.Full || p.Full
+	}
+	scheduleRestore := func() {
+		if restoreC != nil {
+			return
+		}
+		// Wait a moment so a manager that is re-adding the rule itself wins, and never restore
+		// more often than RuleRestoreInterval.
+		wait := 250 * time.Millisecond
+		if since := time.Since(lastRestore); since+wait < o.RuleRestoreInterval {
+			wait = o.RuleRestoreInterval - since
+		}
+		restore = time.NewTimer(wait)
+		restoreC = restore.C
+	}
+	defer func() {
+		if settle != nil {
+			settle.Stop()
+		}
+		if restore != nil {
+			restore.Stop()
+		}
+	}()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t, ok := <-triggers:
+			if !ok {
+				triggers = nil // netlink gone: keep refreshing on the timer
+				continue
+			}
+			switch t.Kind {
+			case LinkAdded:
+				// Re-read everything: a re-attached ENI keeps its MAC but may get another device
+				// number, and a new one must not be planned from stale keys.
+				schedule(Pass{Reason: "link added " + t.Link.Name, Fetch: true, Full: true})
+			case LinkRenamed:
+				schedule(Pass{Reason: "link renamed " + t.Link.Name})
+			case LinkRemoved:
+				schedule(Pass{Reason: "link removed " + t.Link.Name})
+			case Resync:
+				schedule(Pass{Reason: "resync", Fetch: true, Full: true})
+			case RuleRemoved:
+				if core.OwnsRule(t.Rule.Priority, t.Rule.Table) {
+					scheduleRestore()
+				}
+			}
+		case <-settleC:
+			settleC = nil
+			run(next)
+		case <-restoreC:
+			restoreC = nil
+			lastRestore = time.Now()
+			restored, err := r.RestoreRules()
+			if err != nil {
+				r.log.Warn("cannot restore rules", "error", err)
+			} else if len(restored) > 0 {
+				r.log.Info("restored rules deleted by someone else", "rules", fmtRules(restored))
+			}
+		case <-refresh.C:
+			refreshes++
+			run(Pass{Reason: "refresh", Fetch: true, Full: refreshes%o.FullRefreshEvery == 0})
+			// A rule deleted while we were not subscribed (or whose event was lost) comes back here.
+			if restored, err := r.RestoreRules(); err == nil && len(restored) > 0 {
+				lastRestore = time.Now()
+				r.log.Info("restored missing rules", "rules", fmtRules(restored))
+			}
+		}
+	}
+}
+
+func fmtRules(rules []core.Rule) string {
+	parts := make([]string, 0, len(rules))
+	for _, r := range rules {
+		parts = append(parts, fmt.Sprintf("from %s lookup %d", r.From, r.Table))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,217 @@
+// Package reconcile drives one backend from IMDS snapshots and kernel links: a single pass
+// (Reconciler.Once, used by `apply`) and the event loop of the daemon (Reconciler.Run).
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// Snapshotter reads the instance's ENIs from IMDS. reuse lets it skip keys that cannot change
+// while an ENI stays attached. On error the returned Instance must not be used.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error)
+}
+
+// Kernel is the part of netlink the reconciler needs.
+type Kernel interface {
+	Links() ([]core.Link, error)
+	EnsureAltnames(link core.Link, names []string) ([]string, error)
+	EnsureRules(want []core.Rule) ([]core.Rule, error)
+	DeleteRules(rules []core.Rule) error
+}
+
+// Reconciler owns the last-known-good snapshot and plan. It is not safe for concurrent use: the
+// daemon serialises every pass through one goroutine, which is what keeps per-interface work
+// ordered without locks.
+type Reconciler struct {
+	imds    Snapshotter
+	kernel  Kernel
+	backend core.Backend
+	opts    core.PlanOptions
+	log     hclog.Logger
+
+	last     *core.Instance // last snapshot IMDS answered; kept across IMDS failures
+	lastPlan *core.Plan
+	pending  string // fingerprint of the last logged pending list, so it is logged once per change
+}
+
+// New returns a Reconciler.
+func New(imds Snapshotter, kernel Kernel, backend core.Backend, opts core.PlanOptions, log hclog.Logger) *Reconciler {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Reconciler{imds: imds, kernel: kernel, backend: backend, opts: opts, log: log}
+}
+
+// Pass says what a reconcile pass may skip.
+type Pass struct {
+	// Reason is logged with the pass ("start", "link added ens6", "refresh").
+	Reason string
+	// Fetch asks IMDS for a new snapshot. Without it (a detach) the last snapshot is planned
+	// against the current links.
+	Fetch bool
+	// Full re-reads even the IMDS keys that cannot change while an ENI is attached.
+	Full bool
+}
+
+// Result is what one pass did.
+type Result struct {
+	Plan            core.Plan
+	Changes         core.Changes
+	AltnamesAdded   []string
+	RulesRestored   []core.Rule
+	IMDSUnreachable bool
+}
+
+// Once runs one reconcile pass. An IMDS failure never removes anything: the pass goes on with the
+// last snapshot if there is one (so detaches are still cleaned up) and reports the error.
+func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
+	var res Result
+	var imdsErr error
+	if pass.Fetch || r.last == nil {
+		var reuse *core.Instance
+		if !pass.Full {
+			reuse = r.last
+		}
+		inst, err := r.imds.Snapshot(ctx, reuse)
+		if err != nil {
+			imdsErr = fmt.Errorf("read IMDS: %w", err)
+			res.IMDSUnreachable = true
+			if r.last == nil {
+				return res, fmt.Errorf("%w; nothing configured yet, nothing changed", imdsErr)
+			}
+			r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
+		} else {
+			r.last = &inst
+		}
+	}
+
+	links, err := r.kernel.Links()
+	if err != nil {
+		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
+	}
+	plan := core.NewPlan(*r.last, links, r.opts)
+	res.Plan = plan
+	r.logPending(plan)
+
+	changes, err := r.backend.Apply(ctx, plan, links)
+	res.Changes = changes
+	if changes.Changed() {
+		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
+			"written", strings.Join(changes.Written, " "), "removed", strings.Join(changes.Removed, " "),
+			"reloads", changes.Reloads)
+	}
+	var errs []error
+	if imdsErr != nil {
+		errs = append(errs, imdsErr)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s backend: %w", r.backend.Name(), err))
+	}
+
+	if removed, err := r.removeDetachedRules(plan, links); err != nil {
+		errs = append(errs, err)
+	} else if len(removed) > 0 {
+		r.log.Info("removed rules of detached ENIs", "rules", fmtRules(removed))
+	}
+
+	byName := make(map[string]core.Link, len(links))
+	for _, l := range links {
+		byName[l.Name] = l
+	}
+	for _, ifc := range plan.Interfaces {
+		added, err := r.kernel.EnsureAltnames(byName[ifc.Name], ifc.Altnames)
+		if err != nil {
+			// Altnames are a convenience for people and scripts; routing works without them.
+			r.log.Warn("cannot add altnames", "iface", ifc.Name, "error", err)
+			continue
+		}
+		if len(added) > 0 {
+			r.log.Info("altnames added", "iface", ifc.Name, "altnames", strings.Join(added, " "))
+			res.AltnamesAdded = append(res.AltnamesAdded, added...)
+		}
+	}
+	r.lastPlan = &plan
+	return res, errors.Join(errs...)
+}
+
+// RestoreRules re-adds source rules of the current plan that someone deleted. The backend's
+// manager would only restore them at its next reconfiguration, which may never come.
+func (r *Reconciler) RestoreRules() ([]core.Rule, error) {
+	if r.lastPlan == nil {
+		return nil, nil
+	}
+	var want []core.Rule
+	for _, ifc := range r.lastPlan.Interfaces {
+		want = append(want, ifc.Rules...)
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	added, err := r.kernel.EnsureRules(want)
+	if err != nil {
+		return added, fmt.Errorf("restore rules: %w", err)
+	}
+	return added, nil
+}
+
+// removeDetachedRules deletes the rules the previous plan had for interfaces whose link is gone,
+// unless the new plan still uses that table (the ENI came back under another name). The manager
+// normally removes them with the link, but not a rule we restored: to it, that rule is foreign.
+func (r *Reconciler) removeDetachedRules(plan core.Plan, links []core.Link) ([]core.Rule, error) {
+	if r.lastPlan == nil {
+		return nil, nil
+	}
+	present := make(map[int]bool, len(links))
+	for _, l := range links {
+		present[l.Index] = true
+	}
+	tables := make(map[int]bool, len(plan.Interfaces))
+	for _, ifc := range plan.Interfaces {
+		tables[ifc.Table] = true
+	}
+	var stale []core.Rule
+	for _, ifc := range r.lastPlan.Interfaces {
+		if !present[ifc.Index] && !tables[ifc.Table] {
+			stale = append(stale, ifc.Rules...)
+		}
+	}
+	if len(stale) == 0 {
+		return nil, nil
+	}
+	if err := r.kernel.DeleteRules(stale); err != nil {
+		return nil, fmt.Errorf("remove rules of detached ENIs: %w", err)
+	}
+	return stale, nil
+}
+
+// Planned reports whether the current plan configures a link with this MAC.
+func (r *Reconciler) Planned(mac string) bool {
+	if r.lastPlan == nil {
+		return false
+	}
+	return slices.ContainsFunc(r.lastPlan.Interfaces, func(i core.InterfacePlan) bool { return i.MAC == mac })
+}
+
+func (r *Reconciler) logPending(p core.Plan) {
+	var b strings.Builder
+	for _, pe := range p.Pending {
+		fmt.Fprintf(&b, "%s %s: %s; ", pe.MAC, pe.Name, pe.Reason)
+	}
+	if fp := b.String(); fp != r.pending {
+		r.pending = fp
+		for _, pe := range p.Pending {
+			if pe.Name != "" { // an ENI in IMDS without a link is normal (detaching, or another netns)
+				r.log.Info("ENI not configured", "iface", pe.Name, "mac", pe.MAC, "reason", pe.Reason)
+			}
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Ping sends one ICMP echo from inside the instance, from source address src to dst, and waits
+// up to 1 s for the reply — `ping -c1 -W1 -I src dst`, without needing iputils. Binding the source
+// address makes the kernel route it like ping does, policy rules (`from src`) included.
+func (l *Lab) Ping(ctx context.Context, src, dst string) error {
+	s, err := netip.ParseAddr(src)
+	if err != nil || !s.Is4() {
+		return fmt.Errorf("lab: ping: source %q is not an IPv4 address", src)
+	}
+	d, err := netip.ParseAddr(dst)
+	if err != nil || !d.Is4() {
+		return fmt.Errorf("lab: ping: destination %q is not an IPv4 address", dst)
+	}
+	var conn *net.IPConn
+	err = inNetns(l.inst, func() error {
+		var err error
+		conn, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: s.AsSlice()})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lab: ping from %s: %w", src, err)
+	}
+	defer conn.Close()
+
+	var idSeq [4]byte
+	if _, err := rand.Read(idSeq[:]); err != nil {
+		return fmt.Errorf("lab: ping: %w", err)
+	}
+	req := echo(8, idSeq, []byte("ec2-net-utils lab"))
+	deadline := time.Now().Add(time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		return fmt.Errorf("lab: ping: %w", err)
+	}
+	if _, err := conn.WriteTo(req, &net.IPAddr{IP: d.AsSlice()}); err != nil {
+		return fmt.Errorf("lab: ping %s from %s: %w", dst, src, err)
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				return fmt.Errorf("lab: ping %s from %s: no reply within 1s", dst, src)
+			}
+			return fmt.Errorf("lab: ping %s from %s: %w", dst, src, err)
+		}
+		// A raw socket sees every ICMP packet to src; keep only the reply to this echo.
+		if n < 8 || from.String() != dst {
+			continue
+		}
+		switch buf[0] {
+		case 0: // echo reply
+			if [4]byte(buf[4:8]) == idSeq {
+				return nil
+			}
+		case 3: // destination unreachable, quoting our IP header + echo header
+			if n >= 8+20+8 && [4]byte(buf[8+20+4:8+20+8]) == idSeq {
+				return fmt.Errorf("lab: ping %s from %s: destination unreachable (code %d)", dst, src, buf[1])
+			}
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// echo builds an ICMP message of type typ with identifier+sequence idSeq.
+func echo(typ byte, idSeq [4]byte, payload []byte) []byte {
+	b := make([]byte, 8+len(payload))
+	b[0] = typ
+	copy(b[4:8], idSeq[:])
+	copy(b[8:], payload)
+	binary.BigEndian.PutUint16(b[2:4], checksum(b))
+	return b
+}
+
+// checksum is the Internet checksum (RFC 1071).
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
