@@ -82,7 +82,7 @@ func assertNothingLeft(t *testing.T, id, dir string, pids map[string]int, inodes
 		}
 	}
 	for _, ino := range inodes {
-		if left, err := PIDsInNetnsInode(ino); err != nil || len(left) > 0 {
+		if left, err := pidsInNetnsInode(ino); err != nil || len(left) > 0 {
 			t.Errorf("processes %v (err %v) still in a lab namespace", left, err)
 		}
 	}

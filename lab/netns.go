@@ -110,12 +110,12 @@ func pidsInNetns(name string) ([]int, error) {
 		}
 		return nil, fmt.Errorf("lab: netns %s: %w", name, err)
 	}
-	return PIDsInNetnsInode(ino)
+	return pidsInNetnsInode(ino)
 }
 
-// PIDsInNetnsInode lists the processes (other than this one) whose network namespace has inode
+// pidsInNetnsInode lists the processes (other than this one) whose network namespace has inode
 // ino. Tests use it to prove Close left nothing behind.
-func PIDsInNetnsInode(ino uint64) ([]int, error) {
+func pidsInNetnsInode(ino uint64) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)

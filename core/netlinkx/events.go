@@ -32,7 +32,8 @@ const (
 	// AddressChanged: a global-scope address was added to or removed from a link.
 	AddressChanged
 	// Resync: events may have been lost (the socket overflowed, ENOBUFS). The receiver must
-	// re-read the whole state instead of trusting the events it saw.
+	// re-read the whole state instead of trusting the events it saw. Anything that changes
+	// after the Resync is sent is reported again, by an event or by another Resync.
 	Resync
 )
 
@@ -137,18 +138,16 @@ type watcher struct {
 	links  map[int]core.Link // by index
 }
 
-// groups are the rtnetlink multicast groups Subscribe listens to.
-var groups = []uint{
-	unix.RTNLGRP_LINK,
-	unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE,
-	unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR,
-}
-
+// open subscribes a NETLINK_ROUTE socket in the watched netns to links, IPv4 and IPv6 rules and
+// IPv4 and IPv6 addresses.
 func (w *watcher) open() (*nl.NetlinkSocket, error) {
 	var sock *nl.NetlinkSocket
 	err := doInNetns(w.ns, func() error {
 		var err error
-		sock, err = nl.Subscribe(unix.NETLINK_ROUTE, groups...)
+		sock, err = nl.Subscribe(unix.NETLINK_ROUTE,
+			unix.RTNLGRP_LINK,
+			unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE,
+			unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR)
 		return err
 	})
 	if err != nil {

@@ -78,12 +78,9 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			o.OnPass(p, res, err)
 		}
 	}
+	// No rule restore here: right after start the manager may still be applying the files this
+	// pass wrote. Rules that stay missing are restored by the next refresh.
 	run(Pass{Reason: "start", Fetch: true, Full: true})
-	if restored, err := r.RestoreRules(); err != nil {
-		r.log.Warn("cannot check rules", "error", err)
-	} else if len(restored) > 0 {
-		r.log.Info("restored missing rules at start", "rules", len(restored))
-	}
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -118,8 +115,10 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 		// Wait a moment so a manager that is re-adding the rule itself wins, and never restore
 		// more often than RuleRestoreInterval.
 		wait := 250 * time.Millisecond
-		if since := time.Since(lastRestore); since+wait < o.RuleRestoreInterval {
-			wait = o.RuleRestoreInterval - since
+		if !lastRestore.IsZero() { // time.Since(zero) saturates, and adding to it would overflow
+			if next := time.Until(lastRestore.Add(o.RuleRestoreInterval)); next > wait {
+				wait = next
+			}
 		}
 		restore = time.NewTimer(wait)
 		restoreC = restore.C

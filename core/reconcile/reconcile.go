@@ -140,6 +140,8 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		}
 	}
 	r.lastPlan = &plan
+	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
+		"changed", changes.Changed())
 	return res, errors.Join(errs...)
 }
 

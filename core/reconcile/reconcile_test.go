@@ -1,0 +1,237 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// fakeIMDS answers with the queued snapshots or errors, then repeats the last one.
+type fakeIMDS struct {
+	mu      sync.Mutex
+	answers []answer
+	calls   []*core.Instance // the reuse argument of each call
+}
+
+type answer struct {
+	inst core.Instance
+	err  error
+}
+
+func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, reuse)
+	a := f.answers[0]
+	if len(f.answers) > 1 {
+		f.answers = f.answers[1:]
+	}
+	return a.inst, a.err
+}
+
+type fakeKernel struct {
+	mu       sync.Mutex
+	links    []core.Link
+	ensured  []time.Time
+	deleted  []core.Rule
+	altnames map[string][]string
+}
+
+func (k *fakeKernel) Links() ([]core.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.links), nil
+}
+
+func (k *fakeKernel) EnsureAltnames(l core.Link, names []string) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.altnames == nil {
+		k.altnames = map[string][]string{}
+	}
+	var added []string
+	for _, n := range names {
+		if !slices.Contains(k.altnames[l.Name], n) {
+			k.altnames[l.Name] = append(k.altnames[l.Name], n)
+			added = append(added, n)
+		}
+	}
+	return added, nil
+}
+
+func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.ensured = append(k.ensured, time.Now())
+	return want[:1], nil // pretend one was missing, so restores are logged and counted
+}
+
+func (k *fakeKernel) DeleteRules(rules []core.Rule) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.deleted = append(k.deleted, rules...)
+	return nil
+}
+
+func (k *fakeKernel) ensures() []time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.ensured)
+}
+
+type fakeBackend struct{ plans []core.Plan }
+
+func (b *fakeBackend) Name() string { return "fake" }
+func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Changes, error) {
+	b.plans = append(b.plans, p)
+	return core.Changes{}, nil
+}
+
+func twoENIs() core.Instance {
+	return core.Instance{PrimaryMAC: "02:00:00:00:05:05", ENIs: []core.ENI{
+		{MAC: "02:00:00:00:05:05", InterfaceID: "eni-5", LocalIPv4s: []netip.Addr{netip.MustParseAddr("10.0.0.10")},
+			SubnetIPv4: netip.MustParsePrefix("10.0.0.0/24")},
+		{MAC: "02:00:00:00:06:06", InterfaceID: "eni-6", DeviceNumber: 1, LocalIPv4s: []netip.Addr{netip.MustParseAddr("10.0.1.10")},
+			SubnetIPv4: netip.MustParsePrefix("10.0.1.0/24")},
+	}}
+}
+
+func twoLinks() []core.Link {
+	return []core.Link{
+		{Name: "ens5", Index: 2, MAC: "02:00:00:00:05:05", Driver: "ena"},
+		{Name: "ens6", Index: 3, MAC: "02:00:00:00:06:06", Driver: "ena"},
+	}
+}
+
+func TestFirstIMDSFailureConfiguresNothing(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{err: errors.New("connection refused")}}}
+	backend := &fakeBackend{}
+	r := New(imds, &fakeKernel{links: twoLinks()}, backend, core.DefaultPlanOptions(), nil)
+	if _, err := r.Once(context.Background(), Pass{Reason: "start", Fetch: true}); err == nil {
+		t.Fatal("Once succeeded without any IMDS snapshot")
+	}
+	if len(backend.plans) != 0 {
+		t.Errorf("backend applied %d plan(s) without a snapshot; an empty plan would remove everything", len(backend.plans))
+	}
+}
+
+func TestIMDSFailureKeepsTheLastKnownGoodPlan(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}, {err: errors.New("timeout")}}}
+	backend := &fakeBackend{}
+	r := New(imds, &fakeKernel{links: twoLinks()}, backend, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Reason: "start", Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Once(ctx, Pass{Reason: "refresh", Fetch: true})
+	if err == nil || !res.IMDSUnreachable {
+		t.Fatalf("refresh with IMDS down: err=%v unreachable=%v, want both", err, res.IMDSUnreachable)
+	}
+	last := backend.plans[len(backend.plans)-1]
+	if len(last.Interfaces) != 2 {
+		t.Errorf("plan during the outage has %d interfaces, want the 2 of the last snapshot", len(last.Interfaces))
+	}
+}
+
+func TestRefreshReusesStableKeysAndFullPassDoesNot(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	r := New(imds, &fakeKernel{links: twoLinks()}, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	for _, p := range []Pass{{Fetch: true, Full: true}, {Fetch: true}, {Fetch: true, Full: true}} {
+		if _, err := r.Once(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if imds.calls[0] != nil || imds.calls[1] == nil || imds.calls[2] != nil {
+		t.Errorf("reuse per call = %v, want nil, previous snapshot, nil", imds.calls)
+	}
+}
+
+func TestDetachRemovesTheDetachedENIsRulesOnly(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	kernel.links = kernel.links[:1] // ens6 detached
+	if _, err := r.Once(ctx, Pass{Reason: "link removed ens6"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.10/32"), Table: 10001, Priority: 10001}}
+	if !slices.Equal(kernel.deleted, want) {
+		t.Errorf("deleted %v, want %v", kernel.deleted, want)
+	}
+	if len(imds.calls) != 1 {
+		t.Errorf("detach asked IMDS %d more time(s); it must plan from the last snapshot", len(imds.calls)-1)
+	}
+}
+
+func TestRenamedENIKeepsItsRules(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Detached and attached again under a new name and index: the table is in use again.
+	kernel.links = []core.Link{twoLinks()[0], {Name: "ens7", Index: 9, MAC: "02:00:00:00:06:06", Driver: "ena"}}
+	if _, err := r.Once(ctx, Pass{Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(kernel.deleted) != 0 {
+		t.Errorf("deleted %v although the ENI is back as ens7", kernel.deleted)
+	}
+}
+
+func TestRuleRestoresAreRateLimited(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	triggers := make(chan Trigger)
+	ready := make(chan struct{})
+	done := make(chan error)
+	const interval = 400 * time.Millisecond
+	go func() {
+		done <- r.Run(ctx, triggers, LoopOptions{RefreshInterval: time.Hour, RuleRestoreInterval: interval,
+			Ready: func() { close(ready) }})
+	}()
+	<-ready
+	ours := Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 10001, Table: 10001}}
+	foreign := Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 1536, Table: 10001}}
+	triggers <- foreign
+	triggers <- ours
+	triggers <- ours // within the same settle window: one restore
+	waitUntil(t, func() bool { return len(kernel.ensures()) == 1 })
+	triggers <- ours // right after a restore: must wait for the interval
+	waitUntil(t, func() bool { return len(kernel.ensures()) == 2 })
+	got := kernel.ensures()
+	if gap := got[1].Sub(got[0]); gap < interval {
+		t.Errorf("second restore %v after the first, want at least %v", gap, interval)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

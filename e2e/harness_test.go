@@ -1,0 +1,475 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
+	"github.com/ec2-net-utils/ec2-net-utils/lab"
+)
+
+// backendCase is one network manager the scenarios run against. NetworkManager and ifcfg join
+// this table when their backends exist, so every scenario and the equivalence test cover them.
+type backendCase struct {
+	name string
+	// setup installs the manager's files into the instance and starts it.
+	setup func(t *testing.T, l *lab.Lab)
+}
+
+var backendCases = []backendCase{
+	{name: "networkd", setup: setupNetworkd},
+}
+
+// setupNetworkd installs what the package installs — the base .network for ENIs and the
+// networkd.conf.d drop-in that keeps networkd's hands off foreign rules — with the driver match
+// changed to the lab's veth, and starts systemd-networkd.
+func setupNetworkd(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	base := readRepoFile(t, "packaging/systemd/network/80-ec2.network")
+	base = strings.Replace(base, "Driver=ena ixgbevf vif", "Driver=veth", 1)
+	if !strings.Contains(base, "Driver=veth") {
+		t.Fatal("packaging/systemd/network/80-ec2.network has no 'Driver=ena ixgbevf vif' line to adapt for the lab")
+	}
+	must(t, l.WriteInstanceFile("/etc/systemd/network/80-ec2.network", base, 0o644))
+	must(t, l.WriteInstanceFile("/etc/systemd/networkd.conf.d/80-ec2-net-utils.conf",
+		readRepoFile(t, "packaging/systemd/networkd.conf.d/80-ec2-net-utils.conf"), 0o644))
+	must(t, l.StartManager(lab.ManagerNetworkd))
+}
+
+// ENIs of the scenarios. Slot N is the subnet 10.99.N.0/24; the router is 10.99.N.1.
+func primaryENI() lab.ENISpec {
+	return lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", DeviceNumber: 0,
+		PrivateIPs: []string{"10.99.0.10", "10.99.0.20"}, Attached: true}
+}
+
+func secondENI() lab.ENISpec {
+	return lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
+		PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, Attached: true}
+}
+
+func thirdENI() lab.ENISpec {
+	return lab.ENISpec{Slot: 2, Name: "ens7", MAC: "02:00:00:00:07:07", DeviceNumber: 2,
+		PrivateIPs: []string{"10.99.2.10"}}
+}
+
+// env is one lab with one backend and the agent under test.
+type env struct {
+	t       *testing.T
+	backend backendCase
+	l       *lab.Lab
+	nl      *netlink.Handle
+	agent   *lab.Process
+	reloads *reloadCounter
+	config  string
+}
+
+type envOptions struct {
+	enis []lab.ENISpec
+	// interfaces is added to the [interfaces] table of the agent's configuration file.
+	interfaces string
+}
+
+const waitLong = 15 * time.Second
+
+func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
+	t.Helper()
+	lab.RequireRoot(t)
+	if len(o.enis) == 0 {
+		o.enis = []lab.ENISpec{primaryENI(), secondENI()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := lab.New(ctx, lab.Options{
+		Name:     labPrefix,
+		Scenario: &scenario.Scenario{InstanceID: "i-0e2e0000000000001", MAC: o.enis[0].MAC},
+		ENIs:     o.enis,
+		Logf:     t.Logf,
+	})
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	e := &env{t: t, backend: bc, l: l}
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.dumpState()
+		}
+		if e.reloads != nil {
+			e.reloads.close()
+		}
+		if e.nl != nil {
+			e.nl.Close()
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	e.nl, err = l.InstanceNetlink()
+	must(t, err)
+	bc.setup(t, l)
+	e.reloads = newReloadCounter(t, l.BusAddress())
+	e.config = fmt.Sprintf(`# the lab's fake IMDS answers on 169.254.169.254 inside the lab's VPC namespace only
+backend = %q
+log_level = "debug"
+refresh_interval = "1s"
+
+[imds]
+endpoint = "http://169.254.169.254"
+timeout = "1s"
+max_attempts = 2
+propagation_timeout = "5s"
+
+[interfaces]
+drivers = ["veth"]
+%s
+
+[daemon]
+rule_restore_interval = "1s"
+`, bc.name, o.interfaces)
+	must(t, l.WriteInstanceFile("/etc/ec2-net-utils.conf", e.config, 0o644))
+	for _, spec := range o.enis {
+		if spec.Attached {
+			e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+		}
+	}
+	return e
+}
+
+// startAgent runs `ec2-net-utils daemon` inside the instance and waits for its first pass.
+func (e *env) startAgent() {
+	e.t.Helper()
+	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
+	must(e.t, err)
+	e.agent = p
+	e.waitLog("first reconcile pass", "reconciled: reason=start")
+}
+
+// stopAgent sends SIGTERM and expects a clean exit.
+func (e *env) stopAgent() {
+	e.t.Helper()
+	if err := e.agent.Stop(); err != nil {
+		e.t.Errorf("agent did not stop cleanly on SIGTERM: %v\n%s", err, e.agent.Log())
+	}
+}
+
+func (e *env) waitLog(what, needle string) {
+	e.t.Helper()
+	e.waitFor(what, func() (bool, error) {
+		select {
+		case <-e.agent.Done():
+			return false, fmt.Errorf("agent exited:\n%s", e.agent.Log())
+		default:
+		}
+		return strings.Contains(e.agent.Log(), needle), nil
+	})
+}
+
+func (e *env) waitFor(what string, cond func() (bool, error)) {
+	e.t.Helper()
+	if err := e.l.WaitFor(context.Background(), what, waitLong, cond); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// rule is a rule as the test compares it.
+type rule struct {
+	Priority, Table int
+	From            string
+}
+
+func (r rule) String() string {
+	return fmt.Sprintf("%d: from %s lookup %d", r.Priority, r.From, r.Table)
+}
+
+func (e *env) rules() []rule {
+	e.t.Helper()
+	var out []rule
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := e.nl.RuleList(fam)
+		if err != nil {
+			e.t.Fatalf("ip rule: %v", err)
+		}
+		for _, r := range rs {
+			from := "all"
+			if r.Src != nil {
+				from = r.Src.String()
+			}
+			out = append(out, rule{Priority: r.Priority, Table: r.Table, From: from})
+		}
+	}
+	return out
+}
+
+func (e *env) hasRule(want rule) bool { return slices.Contains(e.rules(), want) }
+
+func (e *env) waitRule(want rule, present bool) {
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("rule %q present=%v", want, present), func() (bool, error) {
+		return e.hasRule(want) == present, nil
+	})
+}
+
+func (e *env) routes(table int) []string {
+	e.t.Helper()
+	rs, err := e.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		e.t.Fatalf("ip route show table %d: %v", table, err)
+	}
+	var out []string
+	for _, r := range rs {
+		dst := "default"
+		if r.Dst != nil && !isDefault(r.Dst) {
+			dst = r.Dst.String()
+		}
+		s := dst
+		if r.Gw != nil {
+			s += " via " + r.Gw.String()
+		}
+		if l, err := e.nl.LinkByIndex(r.LinkIndex); err == nil {
+			s += " dev " + l.Attrs().Name
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func isDefault(n *net.IPNet) bool { ones, _ := n.Mask.Size(); return ones == 0 }
+
+func (e *env) addresses(link string) []string {
+	e.t.Helper()
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return nil
+	}
+	as, err := e.nl.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		e.t.Fatalf("ip addr show %s: %v", link, err)
+	}
+	var out []string
+	for _, a := range as {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+func (e *env) waitForAddress(link, cidr string) {
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("%s has %s", link, cidr), func() (bool, error) {
+		return slices.Contains(e.addresses(link), cidr), nil
+	})
+}
+
+func (e *env) waitNoAddress(link, cidr string) {
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("%s no longer has %s", link, cidr), func() (bool, error) {
+		return !slices.Contains(e.addresses(link), cidr), nil
+	})
+}
+
+// ping reports whether one echo from src to the lab's internet address comes back.
+func (e *env) ping(src string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return e.l.Ping(ctx, src, e.l.InternetAddr())
+}
+
+func (e *env) mustPing(src string) {
+	e.t.Helper()
+	// The first echo may race ARP on a link that just came up; three tries are still one
+	// round trip when routing is right, and all fail when it is wrong.
+	var err error
+	for range 3 {
+		if err = e.ping(src); err == nil {
+			return
+		}
+	}
+	e.t.Errorf("ping from %s to the internet address failed: %v", src, err)
+}
+
+func (e *env) mustNotPing(src string) {
+	e.t.Helper()
+	if err := e.ping(src); err == nil {
+		e.t.Errorf("ping from %s reached the internet address, but it must be dropped (negative control)", src)
+	}
+}
+
+// fileState identifies a file version: an atomic rewrite changes the inode.
+type fileState struct {
+	ino   uint64
+	mtime time.Time
+	size  int64
+}
+
+// files lists the backend's generated files in the instance's /run/systemd/network.
+func (e *env) files() map[string]fileState {
+	e.t.Helper()
+	root := e.l.InstancePath("/run/systemd/network")
+	out := map[string]fileState{}
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if info.Mode().IsRegular() {
+			rel, _ := filepath.Rel(root, p)
+			out[rel] = fileState{ino: info.Sys().(*syscall.Stat_t).Ino, mtime: info.ModTime(), size: info.Size()}
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("list generated files: %v", err)
+	}
+	return out
+}
+
+func (e *env) filesOf(iface string) []string {
+	var out []string
+	for name := range e.files() {
+		if strings.Contains(name, "-"+iface+".network") {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// foreign are rules other tenants of the rule table install (VPC CNI, nodeadm, a user); they sit
+// next to ours, even pointing at our tables, and must survive everything the agent does.
+var foreign = []*netlink.Rule{
+	newRule(512, "", "10.99.50.0/24", unix.RT_TABLE_MAIN), // VPC CNI: to <pod> lookup main
+	newRule(1024, "", "", unix.RT_TABLE_MAIN),             // VPC CNI: fwmark 0x80/0x80 lookup main
+	newRule(1536, "10.99.1.77/32", "", 10001),             // VPC CNI: from <pod> lookup <eni table>
+	newRule(32765, "10.99.1.10/32", "", 10001),            // nodeadm: from <secondary ENI primary> lookup <eni table>
+	newRule(100, "192.0.2.0/24", "", 200),                 // a user's own rule
+}
+
+func newRule(prio int, src, dst string, table int) *netlink.Rule {
+	r := netlink.NewRule()
+	r.Priority, r.Table = prio, table
+	if src != "" {
+		_, r.Src, _ = net.ParseCIDR(src)
+	}
+	if dst != "" {
+		_, r.Dst, _ = net.ParseCIDR(dst)
+	}
+	if src == "" && dst == "" {
+		r.Mark, r.Mask = 0x80, ptr(uint32(0x80))
+	}
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (e *env) addForeignRules() {
+	e.t.Helper()
+	for _, r := range foreign {
+		if err := e.nl.RuleAdd(r); err != nil {
+			e.t.Fatalf("add foreign rule %d: %v", r.Priority, err)
+		}
+	}
+}
+
+func (e *env) assertForeignRulesIntact() {
+	e.t.Helper()
+	have := map[int]bool{}
+	for _, r := range e.rules() {
+		have[r.Priority] = true
+	}
+	for _, r := range foreign {
+		if !have[r.Priority] {
+			e.t.Errorf("foreign rule at priority %d was removed", r.Priority)
+		}
+	}
+}
+
+func (e *env) dumpState() {
+	e.t.Logf("rules: %v", e.rules())
+	for _, tbl := range []int{10000, 10001, 10002, unix.RT_TABLE_MAIN} {
+		e.t.Logf("table %d: %v", tbl, e.routes(tbl))
+	}
+	e.t.Logf("files: %v", keys(e.files()))
+	if e.agent != nil {
+		e.t.Logf("agent log:\n%s", e.agent.Log())
+	}
+	if m := e.l.Manager(); m != nil {
+		log := m.Log()
+		if len(log) > 6000 {
+			log = log[len(log)-6000:]
+		}
+		e.t.Logf("%s log (tail):\n%s", e.backend.name, log)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// reloadCounter counts networkd Reload calls on the lab's bus with a D-Bus monitor: evidence
+// independent of the agent's own logs.
+type reloadCounter struct {
+	conn  *dbus.Conn
+	count atomic.Int64
+}
+
+func newReloadCounter(t *testing.T, address string) *reloadCounter {
+	t.Helper()
+	conn, err := dbus.Connect(address)
+	if err != nil {
+		t.Fatalf("connect to the lab's bus: %v", err)
+	}
+	match := "type='method_call',interface='org.freedesktop.network1.Manager',member='Reload'"
+	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, []string{match}, uint32(0)).Err; err != nil {
+		conn.Close()
+		t.Fatalf("become a D-Bus monitor: %v", err)
+	}
+	rc := &reloadCounter{conn: conn}
+	ch := make(chan *dbus.Message, 16)
+	conn.Eavesdrop(ch)
+	go func() {
+		for m := range ch {
+			if m.Type == dbus.TypeMethodCall {
+				rc.count.Add(1)
+			}
+		}
+	}()
+	return rc
+}
+
+func (r *reloadCounter) n() int64 { return r.count.Load() }
+func (r *reloadCounter) close()   { r.conn.Close() }
+
+func readRepoFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
