@@ -8,12 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/godbus/dbus/v5"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -33,20 +31,10 @@ var backendCases = []backendCase{
 	{name: "networkd", setup: setupNetworkd},
 }
 
-// setupNetworkd installs what the package installs — the base .network for ENIs and the
-// networkd.conf.d drop-in that keeps networkd's hands off foreign rules — with the driver match
-// changed to the lab's veth, and starts systemd-networkd.
+// setupNetworkd installs the package's networkd files into the instance and starts networkd.
 func setupNetworkd(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	base := readRepoFile(t, "packaging/systemd/network/80-ec2.network")
-	base = strings.Replace(base, "Driver=ena ixgbevf vif", "Driver=veth", 1)
-	if !strings.Contains(base, "Driver=veth") {
-		t.Fatal("packaging/systemd/network/80-ec2.network has no 'Driver=ena ixgbevf vif' line to adapt for the lab")
-	}
-	must(t, l.WriteInstanceFile("/etc/systemd/network/80-ec2.network", base, 0o644))
-	must(t, l.WriteInstanceFile("/etc/systemd/networkd.conf.d/80-ec2-net-utils.conf",
-		readRepoFile(t, "packaging/systemd/networkd.conf.d/80-ec2-net-utils.conf"), 0o644))
-	must(t, l.StartManager(lab.ManagerNetworkd))
+	must(t, l.SetupBackend("networkd", ".."))
 }
 
 // ENIs of the scenarios. Slot N is the subnet 10.99.N.0/24; the router is 10.99.N.1.
@@ -72,7 +60,7 @@ type env struct {
 	l       *lab.Lab
 	nl      *netlink.Handle
 	agent   *lab.Process
-	reloads *reloadCounter
+	reloads *lab.CallCounter
 	config  string
 }
 
@@ -107,7 +95,7 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 			e.dumpState()
 		}
 		if e.reloads != nil {
-			e.reloads.close()
+			e.reloads.Close()
 		}
 		if e.nl != nil {
 			e.nl.Close()
@@ -119,25 +107,9 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	e.nl, err = l.InstanceNetlink()
 	must(t, err)
 	bc.setup(t, l)
-	e.reloads = newReloadCounter(t, l.BusAddress())
-	e.config = fmt.Sprintf(`# the lab's fake IMDS answers on 169.254.169.254 inside the lab's VPC namespace only
-backend = %q
-log_level = "debug"
-refresh_interval = "1s"
-
-[imds]
-endpoint = "http://169.254.169.254"
-timeout = "1s"
-max_attempts = 2
-propagation_timeout = "5s"
-
-[interfaces]
-drivers = ["veth"]
-%s
-
-[daemon]
-rule_restore_interval = "1s"
-`, bc.name, o.interfaces)
+	e.reloads, err = l.CountNetworkdReloads()
+	must(t, err)
+	e.config = lab.AgentConfig(bc.name, "1s", o.interfaces)
 	must(t, l.WriteInstanceFile("/etc/ec2-net-utils.conf", e.config, 0o644))
 	for _, spec := range o.enis {
 		if spec.Attached {
@@ -422,49 +394,6 @@ func keys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// reloadCounter counts networkd Reload calls on the lab's bus with a D-Bus monitor: evidence
-// independent of the agent's own logs.
-type reloadCounter struct {
-	conn  *dbus.Conn
-	count atomic.Int64
-}
-
-func newReloadCounter(t *testing.T, address string) *reloadCounter {
-	t.Helper()
-	conn, err := dbus.Connect(address)
-	if err != nil {
-		t.Fatalf("connect to the lab's bus: %v", err)
-	}
-	match := "type='method_call',interface='org.freedesktop.network1.Manager',member='Reload'"
-	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, []string{match}, uint32(0)).Err; err != nil {
-		conn.Close()
-		t.Fatalf("become a D-Bus monitor: %v", err)
-	}
-	rc := &reloadCounter{conn: conn}
-	ch := make(chan *dbus.Message, 16)
-	conn.Eavesdrop(ch)
-	go func() {
-		for m := range ch {
-			if m.Type == dbus.TypeMethodCall {
-				rc.count.Add(1)
-			}
-		}
-	}()
-	return rc
-}
-
-func (r *reloadCounter) n() int64 { return r.count.Load() }
-func (r *reloadCounter) close()   { r.conn.Close() }
-
-func readRepoFile(t *testing.T, rel string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func must(t *testing.T, err error) {

@@ -153,7 +153,7 @@ func TestDetachRemovesFilesRulesAndRoutesWithoutReload(t *testing.T) {
 		if len(e.filesOf("ens6")) == 0 {
 			t.Fatalf("no files for ens6 before detach: %v", keys(e.files()))
 		}
-		reloads := e.reloads.n()
+		reloads := e.reloads.N()
 
 		must(t, e.l.Detach("ens6"))
 		e.waitFor("ens6's files removed", func() (bool, error) { return len(e.filesOf("ens6")) == 0, nil })
@@ -163,7 +163,7 @@ func TestDetachRemovesFilesRulesAndRoutesWithoutReload(t *testing.T) {
 			t.Errorf("table 10001 still has routes after detach: %v", rs)
 		}
 		time.Sleep(1500 * time.Millisecond) // a refresh passes: still no reload
-		if got := e.reloads.n() - reloads; got != 0 {
+		if got := e.reloads.N() - reloads; got != 0 {
 			t.Errorf("detach caused %d networkd reload(s), want 0", got)
 		}
 		e.mustPing("10.99.0.10")
@@ -181,7 +181,7 @@ func TestDaemonRestartOnConfiguredHostRewritesNothing(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond) // let a refresh pass: steady state
 		e.stopAgent()
 
-		before, reloads := e.files(), e.reloads.n()
+		before, reloads := e.files(), e.reloads.N()
 		e.startAgent()
 		time.Sleep(2500 * time.Millisecond) // two refreshes with nothing to change
 		after := e.files()
@@ -193,7 +193,7 @@ func TestDaemonRestartOnConfiguredHostRewritesNothing(t *testing.T) {
 		if len(after) != len(before) {
 			t.Errorf("files before %v, after %v", keys(before), keys(after))
 		}
-		if got := e.reloads.n() - reloads; got != 0 {
+		if got := e.reloads.N() - reloads; got != 0 {
 			t.Errorf("restart and refreshes caused %d reload(s), want 0", got)
 		}
 		e.assertForeignRulesIntact()

@@ -151,7 +151,11 @@ func eniSections(p core.InterfacePlan, active ActiveFile) []section {
 		section{"IPv6AcceptRA", []kv{{"RouteMetric", metric}, {"UseGateway", gateway}}},
 	)
 	for _, r := range p.Routes {
-		sections = append(sections, routeSection(r))
+		s := routeSection(r)
+		if !p.MainDefaultRoute && p.PrimaryIPv4.IsValid() && r.Gateway.Is4() && r.Destination.Bits() == 0 {
+			s.keys = append(s.keys, kv{"PreferredSource", p.PrimaryIPv4.String()}, kv{"Protocol", "16"})
+		}
+		sections = append(sections, s)
 	}
 	return sections
 }

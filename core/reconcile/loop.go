@@ -69,7 +69,7 @@ func (o *LoopOptions) defaults() {
 // run on this goroutine, so work on an interface is never concurrent with other work.
 func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOptions) error {
 	o.defaults()
-	run := func(p Pass) {
+	run := func(p Pass) Result {
 		res, err := r.Once(ctx, p)
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("reconcile failed", "reason", p.Reason, "error", err)
@@ -77,6 +77,7 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 		if o.OnPass != nil {
 			o.OnPass(p, res, err)
 		}
+		return res
 	}
 	// No rule restore here: right after start the manager may still be applying the files this
 	// pass wrote. Rules that stay missing are restored by the next refresh.
@@ -171,7 +172,10 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			}
 		case <-refresh.C:
 			refreshes++
-			run(Pass{Reason: "refresh", Fetch: true, Full: refreshes%o.FullRefreshEvery == 0})
+			res := run(Pass{Reason: "refresh", Fetch: true, Full: refreshes%o.FullRefreshEvery == 0})
+			if res.Changes.Changed() {
+				continue // the manager is applying what this pass wrote; check rules next time
+			}
 			// A rule deleted while we were not subscribed (or whose event was lost) comes back here.
 			if restored, err := r.RestoreRules(); err == nil && len(restored) > 0 {
 				lastRestore = time.Now()

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// bench measures the agent in the lab: attach → routed latency, IMDS requests and manager
+// reloads per refresh with nothing to change, and the idle daemon's CPU time and RSS.
+func bench(ctx context.Context, o options) error {
+	fmt.Fprintf(o.out, "ec2-net-utils lab benchmark, %s backend\n\n", o.backend)
+	if err := benchAttachAndRefresh(ctx, o); err != nil {
+		return err
+	}
+	return benchIdle(ctx, o)
+}
+
+func benchAttachAndRefresh(ctx context.Context, o options) error {
+	s, err := startSession(ctx, o, "bench", "1s")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if err := s.waitRule(10001, "10.99.1.20", true); err != nil {
+		return err
+	}
+	nl, err := s.l.InstanceNetlink()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+
+	var lat []time.Duration
+	for i := 0; i < o.attaches; i++ {
+		start := time.Now()
+		if err := s.l.Attach("ens7"); err != nil {
+			return err
+		}
+		// Routed = the source rule and the ENI table's default route are in the kernel: from then
+		// on traffic from the ENI's address leaves through it.
+		for !routed(nl, 10002, "10.99.2.10") {
+			if time.Since(start) > 15*time.Second {
+				return fmt.Errorf("attach %d: ens7 not routed after 15s\n%s", i+1, s.agent.Log())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+		if err := s.l.Detach("ens7"); err != nil {
+			return err
+		}
+		if err := s.waitRule(10002, "10.99.2.10", false); err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond) // let the detach pass finish before the next attach
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(o.out, "attach -> routed (rule + ENI-table default route), %d attaches: min %v / median %v / max %v\n",
+		len(lat), ms(lat[0]), ms(lat[len(lat)/2]), ms(lat[len(lat)-1]))
+
+	// Steady state with two ENIs: count what the refreshes cost.
+	reloads, err := s.l.CountNetworkdReloads()
+	if err != nil {
+		return err
+	}
+	defer reloads.Close()
+	time.Sleep(1500 * time.Millisecond)
+	before := strings.Count(s.agent.Log(), "reconciled: reason=refresh")
+	s.l.IMDS().ResetCounters()
+	r0 := reloads.N()
+	if err := s.l.WaitFor(ctx, "refreshes", time.Duration(o.refreshes+5)*time.Second, func() (bool, error) {
+		return strings.Count(s.agent.Log(), "reconciled: reason=refresh")-before >= o.refreshes, nil
+	}); err != nil {
+		return err
+	}
+	n := strings.Count(s.agent.Log(), "reconciled: reason=refresh") - before
+	reqs := s.l.IMDS().Requests()
+	fmt.Fprintf(o.out, "no-change refresh, 2 ENIs, %d refreshes: %.1f IMDS requests per refresh (%.1f per ENI), %.2f reloads per refresh\n",
+		n, float64(reqs)/float64(n), float64(reqs)/float64(n)/2, float64(reloads.N()-r0)/float64(n))
+	return nil
+}
+
+func benchIdle(ctx context.Context, o options) error {
+	s, err := startSession(ctx, o, "idle", "10s")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	time.Sleep(2 * time.Second)
+	pid := s.agent.Pid()
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "idle daemon: watching for %v (refresh_interval 10s, 2 ENIs)...\n", o.idle)
+	select {
+	case <-time.After(o.idle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	rss, err := rssKB(pid)
+	if err != nil {
+		return err
+	}
+	cpu := cpu1 - cpu0
+	perHour := time.Duration(float64(cpu) * float64(time.Hour) / float64(o.idle))
+	fmt.Fprintf(o.out, "idle daemon: %v CPU in %v (%v per hour), RSS %d kB, child processes %d\n",
+		cpu.Round(time.Microsecond), o.idle, perHour.Round(time.Millisecond), rss, children(pid))
+	return nil
+}
+
+func routed(nl *netlink.Handle, table int, from string) bool {
+	rules, err := nl.RuleList(netlink.FAMILY_V4)
+	if err != nil {
+		return false
+	}
+	hasRule := slices.ContainsFunc(rules, func(r netlink.Rule) bool {
+		return r.Priority == table && r.Table == table && r.Src != nil && r.Src.IP.String() == from
+	})
+	if !hasRule {
+		return false
+	}
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Gw != nil && (r.Dst == nil || r.Dst.IP.IsUnspecified()) })
+}
+
+// cpuTime is the time all of the process's threads spent on a CPU, from
+// /proc/<pid>/task/*/schedstat (nanoseconds; /proc/<pid>/stat counts 10 ms ticks, too coarse
+// for an idle daemon).
+func cpuTime(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("read CPU time of pid %d: no schedstat (%v)", pid, err)
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited
+		}
+		ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s: %w", t, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
+func rssKB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.Fields(rest)[0])
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// children counts the agent's child processes: it should never start any.
+func children(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return -1
+	}
+	return len(strings.Fields(string(b)))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
