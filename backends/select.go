@@ -1,16 +1,15 @@
 // Package backends chooses the backend that applies plans: the one the configuration names, or,
-// with backend = "auto", the network manager that is running on the system bus.
+// with backend = "auto", the first candidate whose network manager runs here and owns the ENIs.
 package backends
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ec2-net-utils/ec2-net-utils/backends/networkd"
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
@@ -24,6 +23,8 @@ type Options struct {
 	// Bus overrides the system bus connection (tests); nil connects to the system bus
 	// (DBUS_SYSTEM_BUS_ADDRESS or /run/dbus/system_bus_socket).
 	Bus *dbus.Conn
+	// Links are the host's links, for detectors that ask whether a manager owns the ENIs.
+	Links []core.Link
 }
 
 // Selection is the outcome of Select: a backend and why it was chosen, or why none was.
@@ -57,67 +58,88 @@ func (s Selection) Close() {
 	}
 }
 
+// env is what detectors and constructors share.
+type env struct {
+	Options
+	bus    *dbus.Conn // nil when the system bus is unreachable
+	busErr error
+}
+
+// candidate is one backend Select can build.
+type candidate struct {
+	name string
+	// lookedFor says what detect checks, for the error when nothing is found.
+	lookedFor string
+	// detect reports whether this backend's manager runs here and owns the ENIs, and why.
+	detect func(ctx context.Context, e *env) (ok bool, why string, err error)
+	build  func(e *env) (core.Backend, error)
+}
+
+// candidates in detection order: NetworkManager first (where it runs it owns the links, even if
+// networkd is installed), then networkd, then the legacy ifcfg files.
+func candidates() []candidate {
+	return []candidate{networkdCandidate()}
+}
+
 // Select builds the backend. It never fails outright: the caller decides whether a missing
 // backend is fatal (apply, daemon) or only worth showing (plan).
 func Select(ctx context.Context, o Options) Selection {
 	var sel Selection
-	bus := o.Bus
-	var busErr error
-	if bus == nil {
-		bus, busErr = dbus.ConnectSystemBus(dbus.WithContext(ctx))
-		if busErr == nil {
+	e := &env{Options: o, bus: o.Bus}
+	if e.Logger == nil {
+		e.Logger = hclog.NewNullLogger()
+	}
+	if e.bus == nil {
+		bus, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+		if err == nil {
+			e.bus = bus
 			sel.closers = append(sel.closers, func() { bus.Close() })
 		} else {
-			bus = nil
+			e.busErr = err
 		}
 	}
 
-	name := o.Config.Backend
-	switch name {
-	case conf.BackendNetworkd:
-		sel.Reason = "backend = \"networkd\" in the configuration"
-	case conf.BackendAuto:
-		if bus == nil {
-			sel.Err = fmt.Errorf("backend auto: cannot connect to the system bus to detect the network manager: %w", busErr)
+	var chosen *candidate
+	all := candidates()
+	if name := o.Config.Backend; name != conf.BackendAuto {
+		for i := range all {
+			if all[i].name == name {
+				chosen = &all[i]
+				sel.Reason = fmt.Sprintf("backend = %q in the configuration", name)
+			}
+		}
+		if chosen == nil {
+			sel.Err = fmt.Errorf("backend %q is not available in this version of ec2-net-utils", name)
 			return sel
 		}
-		running, err := networkd.Running(ctx, bus)
-		switch {
-		case err != nil:
-			sel.Err = fmt.Errorf("backend auto: ask the system bus whether systemd-networkd runs: %w", err)
-			return sel
-		case running:
-			name = conf.BackendNetworkd
-			sel.Reason = "auto: systemd-networkd owns org.freedesktop.network1 on the system bus"
-		default:
-			sel.Err = errors.New("backend auto: no supported network manager is running: looked for systemd-networkd " +
-				"(bus name org.freedesktop.network1) on the system bus; set backend in /etc/ec2-net-utils.conf to choose one")
+	} else {
+		var looked []string
+		for i := range all {
+			ok, why, err := all[i].detect(ctx, e)
+			if err != nil {
+				// One broken detector must not hide a manager another one finds.
+				e.Logger.Warn("backend detection failed", "backend", all[i].name, "error", err)
+				looked = append(looked, fmt.Sprintf("%s (%s: %v)", all[i].name, all[i].lookedFor, err))
+				continue
+			}
+			if ok {
+				chosen = &all[i]
+				sel.Reason = "auto: " + why
+				break
+			}
+			looked = append(looked, fmt.Sprintf("%s (%s)", all[i].name, all[i].lookedFor))
+		}
+		if chosen == nil {
+			sel.Err = fmt.Errorf("backend auto: no supported network manager found; looked for %s; "+
+				"set backend in /etc/ec2-net-utils.conf to choose one", strings.Join(looked, ", "))
 			return sel
 		}
-	default:
-		sel.Err = fmt.Errorf("backend %q is not available in this version of ec2-net-utils", name)
+	}
+	b, err := chosen.build(e)
+	if err != nil {
+		sel.Err = fmt.Errorf("%s backend: %w", chosen.name, err)
 		return sel
 	}
-
-	var reloader networkd.Reloader
-	if bus != nil {
-		reloader = networkd.NewDBusReloader(bus)
-	} else {
-		reloader = unavailableReloader{busErr}
-	}
-	sel.Backend = networkd.New(networkd.Options{
-		Dir:      o.Config.Networkd.Dir,
-		Reloader: reloader,
-		Logger:   o.Logger.Named("networkd"),
-		// DRYRUN-PENDING
-	})
+	sel.Backend = b
 	return sel
-}
-
-// unavailableReloader reports, at reload time, that there was no bus: files are still written, so
-// networkd picks them up when it (re)starts.
-type unavailableReloader struct{ err error }
-
-func (u unavailableReloader) Reload(context.Context) error {
-	return fmt.Errorf("no system bus to ask systemd-networkd to reload: %w", u.err)
 }

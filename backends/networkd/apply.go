@@ -34,6 +34,9 @@ type Options struct {
 	// and there is none.
 	Reloader Reloader
 	Logger   hclog.Logger
+	// DryRun computes what Apply would change (for `apply --dry-run` and `plan`) and changes
+	// nothing: no file written or removed, no reload. Changes.Reloads counts the reload it would do.
+	DryRun bool
 }
 
 // Backend configures ENIs through systemd-networkd. It is safe for concurrent use; Apply calls
@@ -43,6 +46,7 @@ type Backend struct {
 	files    NetworkFiles
 	reloader Reloader
 	log      hclog.Logger
+	dryRun   bool
 
 	mu sync.Mutex
 	// reloadDue survives a failed (or cancelled) reload: the files are on disk already, so the
@@ -54,7 +58,7 @@ var _ core.Backend = (*Backend)(nil)
 
 // New returns a networkd backend.
 func New(opts Options) *Backend {
-	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger}
+	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger, dryRun: opts.DryRun}
 	if b.dir == "" {
 		b.dir = DefaultDir
 	}
@@ -139,15 +143,17 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 			b.log.Debug("configuration up to date", "iface", p.Name)
 		}
 	}
-	if len(changed) > 0 {
+	if len(changed) > 0 && !b.dryRun {
 		b.reloadDue = true
 	}
+	// A dry run remembers nothing: it reports the reload the changes it found would need.
+	reloadDue := b.reloadDue || (b.dryRun && len(changed) > 0)
 
 	if canRemove && !cancelled {
 		ch.Removed = append(ch.Removed, b.removeDetached(owned, present)...)
 	}
 
-	if b.reloadDue && !cancelled {
+	if reloadDue && !cancelled {
 		if err := b.reload(ctx, changed); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -188,13 +194,13 @@ func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned 
 	for _, f := range files {
 		name := filepath.Join(b.dir, f.Path)
 		want[name] = true
-		changed, err := writeIfChanged(name, f.Content)
+		changed, err := b.write(name, f.Content)
 		if err != nil {
 			return written, nil, fmt.Errorf("networkd: %s: write %s: %w", p.Name, name, err)
 		}
 		if changed {
 			written = append(written, name)
-			b.log.Info("wrote", "iface", p.Name, "file", name)
+			b.log.Debug("wrote", "iface", p.Name, "file", name, "dry_run", b.dryRun)
 		}
 		if fi, err := os.Stat(name); err == nil {
 			wantInfo = append(wantInfo, fi)
@@ -208,12 +214,12 @@ func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned 
 		if o.iface != p.Name || want[o.path] || sameAsAny(o.path, wantInfo) {
 			continue
 		}
-		if err := os.Remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := b.remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return written, removed, fmt.Errorf("networkd: %s: remove %s: %w", p.Name, o.path, err)
 		}
 		removed = append(removed, o.path)
 		touched = append(touched, filepath.Dir(o.path))
-		b.log.Info("removed", "iface", p.Name, "file", o.path)
+		b.log.Debug("removed", "iface", p.Name, "file", o.path, "dry_run", b.dryRun)
 	}
 	b.removeEmptyDirs(touched)
 	return written, removed, nil
@@ -229,13 +235,13 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 		if present[o.iface] {
 			continue
 		}
-		if err := os.Remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := b.remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			b.log.Warn("cannot remove configuration of detached interface", "iface", o.iface, "file", o.path, "error", err)
 			continue
 		}
 		removed = append(removed, o.path)
 		touched = append(touched, filepath.Dir(o.path))
-		b.log.Info("removed configuration of detached interface", "iface", o.iface, "file", o.path)
+		b.log.Debug("removed configuration of detached interface", "iface", o.iface, "file", o.path, "dry_run", b.dryRun)
 	}
 	b.removeEmptyDirs(touched)
 	return removed
@@ -244,6 +250,9 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 // removeEmptyDirs removes drop-in directories left empty by our removals. A directory that
 // still holds someone else's file stays (os.Remove refuses a non-empty directory).
 func (b *Backend) removeEmptyDirs(dirs []string) {
+	if b.dryRun {
+		return
+	}
 	for _, d := range dirs {
 		if d != filepath.Clean(b.dir) {
 			_ = os.Remove(d)
@@ -252,6 +261,9 @@ func (b *Backend) removeEmptyDirs(dirs []string) {
 }
 
 func (b *Backend) reload(ctx context.Context, changed []string) error {
+	if b.dryRun {
+		return nil
+	}
 	if b.reloader == nil {
 		return errors.New("networkd: reload due but no reloader configured")
 	}
@@ -263,8 +275,24 @@ func (b *Backend) reload(ctx context.Context, changed []string) error {
 		return fmt.Errorf("networkd: reload after writing %s: %w", what, err)
 	}
 	b.reloadDue = false
-	b.log.Info("reloaded systemd-networkd", "files", len(changed))
+	b.log.Debug("reloaded systemd-networkd", "files", len(changed))
 	return nil
+}
+
+// write writes content to name if it differs; in a dry run it only compares.
+func (b *Backend) write(name string, content []byte) (bool, error) {
+	if b.dryRun {
+		old, err := os.ReadFile(name)
+		return err != nil || !bytes.Equal(old, content), nil
+	}
+	return writeIfChanged(name, content)
+}
+
+func (b *Backend) remove(path string) error {
+	if b.dryRun {
+		return nil
+	}
+	return os.Remove(path)
 }
 
 // validName rejects names that cannot be a link and would escape the directory.

@@ -585,3 +585,24 @@ func TestStateDirNetworkFile(t *testing.T) {
 		}
 	}
 }
+
+func TestDryRunReportsChangesAndTouchesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.backend = New(Options{Dir: f.dir, StateDir: f.state, Reloader: f.reloader, DryRun: true})
+	plan, links := twoENIs()
+	ch := f.apply(t, plan, links)
+	if len(ch.Written) == 0 || ch.Reloads != 1 {
+		t.Errorf("dry run reported written=%v reloads=%d, want the files and the reload it would do", ch.Written, ch.Reloads)
+	}
+	if got := tree(t, f.dir); len(got) != 0 || f.reloader.calls != 0 {
+		t.Errorf("dry run wrote %v and reloaded %d time(s); want nothing", got, f.reloader.calls)
+	}
+	// With the files in place, a dry run sees nothing to do.
+	real := New(Options{Dir: f.dir, StateDir: f.state, Reloader: f.reloader})
+	if _, err := real.Apply(context.Background(), plan, links); err != nil {
+		t.Fatal(err)
+	}
+	if ch := f.apply(t, plan, links); ch.Changed() {
+		t.Errorf("dry run on an up-to-date host reports %+v", ch)
+	}
+}

@@ -103,7 +103,8 @@ func header(p core.InterfacePlan, rel string) []string {
 }
 
 // networkSections is the agent's own .network for an ENI: the packaged 80-ec2.network (which
-// configured the ENI until now; a test keeps the two in step) with a narrower [Match].
+// configured the ENI until now; a test keeps the two in step) with a narrower [Match] and
+// KeepConfiguration=dhcp, which the base must not have (see the comment there).
 func networkSections(p core.InterfacePlan) []section {
 	// Name= as well as MACAddress=: a file left behind by a detached ENI must never capture the
 	// same ENI re-attached under another name (amazon-ec2-net-utils #166), and MACAddress= keeps
@@ -122,7 +123,7 @@ func networkSections(p core.InterfacePlan) []section {
 		section{"Network", []kv{
 			{"DHCP", "yes"},
 			// A reload of a changed file must not drop and re-acquire the DHCP address.
-			{"KeepConfiguration", "dhcp"},
+			{"KeepConfiguration", keepDHCP},
 			{"IPv6DuplicateAddressDetection", "0"},
 			{"LLMNR", "no"},
 			{"DNSDefaultRoute", "yes"},
@@ -139,7 +140,7 @@ func eniSections(p core.InterfacePlan, active ActiveFile) []section {
 	if active.Foreign() {
 		// Our drop-ins change the other generator's link; keep that change from costing the
 		// link its DHCP address on every reload, as our own file does.
-		sections = append(sections, section{"Network", []kv{{"KeepConfiguration", "dhcp"}}})
+		sections = append(sections, section{"Network", []kv{{"KeepConfiguration", keepDHCP}}})
 	}
 	metric := strconv.Itoa(p.Metric)
 	gateway := yesNo(p.MainDefaultRoute)
@@ -151,17 +152,34 @@ func eniSections(p core.InterfacePlan, active ActiveFile) []section {
 		section{"IPv6AcceptRA", []kv{{"RouteMetric", metric}, {"UseGateway", gateway}}},
 	)
 	for _, r := range p.Routes {
-		s := routeSection(r)
-		if !p.MainDefaultRoute && p.PrimaryIPv4.IsValid() && r.Gateway.Is4() && r.Destination.Bits() == 0 {
-			s.keys = append(s.keys, kv{"PreferredSource", p.PrimaryIPv4.String()}, kv{"Protocol", "16"})
-		}
-		sections = append(sections, s)
+		sections = append(sections, routeSection(r, leaseSource(p, r)))
 	}
 	return sections
 }
 
-// routeSection writes a route in the ENI table the way `ip route add` reads.
-func routeSection(r core.Route) section {
+// leaseSource returns the DHCP address to mark the ENI table's IPv4 default route with, when the
+// ENI's DHCP default route stays out of main. On a reload of a changed file networkd 252 stops
+// the DHCP client and then deletes the lease address as foreign, unless KeepConfiguration=dhcp
+// can tell it is a lease: it looks for a route with protocol dhcp whose source is the address.
+// With UseGateway=yes DHCP's own default route is that route; without it, ours has to be, or
+// every reload drops the address for a moment and the kernel flushes the link's routes with it
+// (seen in the lab with networkd 252: deleted and re-added within 10 ms).
+func leaseSource(p core.InterfacePlan, r core.Route) netip.Addr {
+	if p.MainDefaultRoute || !p.PrimaryIPv4.IsValid() || !r.Gateway.Is4() || r.Destination.Bits() != 0 {
+		return netip.Addr{}
+	}
+	return p.PrimaryIPv4
+}
+
+// keepDHCP keeps the DHCP address and routes when networkd reconfigures the link after a reload.
+const keepDHCP = "dhcp"
+
+// rtprotDHCP is RTPROT_DHCP; networkd 252 has no name for it in [Route] Protocol=.
+const rtprotDHCP = "16"
+
+// routeSection writes a route in the ENI table the way `ip route add` reads. A valid lease
+// address adds "src <lease> proto dhcp" (see leaseSource).
+func routeSection(r core.Route, lease netip.Addr) section {
 	s := section{name: "Route"}
 	hasGateway := r.Gateway.IsValid() || r.GatewayFromRA
 	if r.Destination.Bits() > 0 || !hasGateway {
@@ -178,6 +196,9 @@ func routeSection(r core.Route) section {
 			// route before the connected route exists ("Nexthop has invalid gateway", #56).
 			s.keys = append(s.keys, kv{"GatewayOnLink", "yes"})
 		}
+	}
+	if lease.IsValid() {
+		s.keys = append(s.keys, kv{"PreferredSource", lease.String()}, kv{"Protocol", rtprotDHCP})
 	}
 	s.keys = append(s.keys, kv{"Table", strconv.Itoa(r.Table)})
 	return s

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,8 +175,10 @@ func TestRenderRuleFromMatchesReference(t *testing.T) {
 }
 
 // TestOwnNetworkFileMatchesPackagedBase keeps the rendered 70- file and the packaged
-// 80-ec2.network in step: writing the 70- file must change nothing but the [Match] for an ENI
-// that the base configured until then, or the first apply would change its DHCP behaviour.
+// 80-ec2.network in step: writing the 70- file must change nothing but the [Match] and
+// KeepConfiguration= for an ENI that the base configured until then, or the first apply would
+// change its DHCP behaviour. The base must not keep DHCP configuration: its metric-1024 routes
+// would outlive the switch to our file.
 func TestOwnNetworkFileMatchesPackagedBase(t *testing.T) {
 	base, err := os.ReadFile(filepath.Join("..", "..", "packaging", "systemd", "network", BaseNetworkFile))
 	if err != nil {
@@ -188,7 +191,14 @@ func TestOwnNetworkFileMatchesPackagedBase(t *testing.T) {
 	strip := func(b []byte) map[string][]string {
 		m := parseUnit(b)
 		delete(m, "Match")
+		m["Network"] = slices.DeleteFunc(m["Network"], func(l string) bool { return l == "KeepConfiguration=dhcp" })
 		return m
+	}
+	if slices.ContainsFunc(parseUnit(base)["Network"], func(l string) bool { return strings.HasPrefix(l, "KeepConfiguration=") }) {
+		t.Errorf("packaged %s sets KeepConfiguration=", BaseNetworkFile)
+	}
+	if !slices.Contains(parseUnit(own.Content)["Network"], "KeepConfiguration=dhcp") {
+		t.Errorf("70-ens5.network lacks KeepConfiguration=dhcp")
 	}
 	if diff := cmp.Diff(strip(base), strip(own.Content)); diff != "" {
 		t.Errorf("70-ens5.network differs from %s outside [Match] (-packaged +rendered):\n%s", BaseNetworkFile, diff)

@@ -51,6 +51,10 @@ func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backe
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
 	a := &agent{cfg: cfg, log: log, imds: client, nl: nl, kernel: netlinkx.New(nl)}
+	if opts.Links, err = a.kernel.Links(); err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("list links: %w", err)
+	}
 	opts.Config = cfg
 	opts.Logger = log
 	a.selection = backends.Select(ctx, opts)
