@@ -218,7 +218,9 @@ func parseUnit(b []byte) map[string][]string {
 		case line == "" || line[0] == '#' || line[0] == ';':
 		case line[0] == '[':
 			cur = strings.Trim(line, "[]")
-			m[cur] = m[cur]
+			if _, seen := m[cur]; !seen {
+				m[cur] = nil // a section with no keys still exists
+			}
 		default:
 			m[cur] = append(m[cur], line)
 		}
