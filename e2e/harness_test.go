@@ -107,7 +107,7 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	e.nl, err = l.InstanceNetlink()
 	must(t, err)
 	bc.setup(t, l)
-	e.reloads, err = l.CountNetworkdReloads()
+	e.reloads, err = l.CountReloads(bc.name)
 	must(t, err)
 	e.config = lab.AgentConfig(bc.name, "1s", o.interfaces)
 	must(t, l.WriteInstanceFile("/etc/ec2-net-utils.conf", e.config, 0o644))

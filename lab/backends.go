@@ -102,7 +102,13 @@ func (c *CallCounter) N() int64 { return c.count.Load() }
 // Close stops counting.
 func (c *CallCounter) Close() error { return c.conn.Close() }
 
-// CountNetworkdReloads counts org.freedesktop.network1.Manager.Reload calls.
-func (l *Lab) CountNetworkdReloads() (*CallCounter, error) {
-	return l.CountCalls("org.freedesktop.network1.Manager", "Reload")
+// CountReloads counts what a backend does to make its manager re-apply configuration, as seen on
+// the bus: networkd's Manager.Reload. Tests and the benchmark assert "no reload" with it.
+func (l *Lab) CountReloads(backend string) (*CallCounter, error) {
+	switch backend {
+	case "networkd":
+		return l.CountCalls("org.freedesktop.network1.Manager", "Reload")
+	default:
+		return nil, fmt.Errorf("lab: no reload counter for backend %q", backend)
+	}
 }

@@ -66,7 +66,7 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 		len(lat), ms(lat[0]), ms(lat[len(lat)/2]), ms(lat[len(lat)-1]))
 
 	// Steady state with two ENIs: count what the refreshes cost.
-	reloads, err := s.l.CountNetworkdReloads()
+	reloads, err := s.l.CountReloads(o.backend)
 	if err != nil {
 		return err
 	}
