@@ -125,7 +125,7 @@ func (e *env) startAgent() {
 	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
 	must(e.t, err)
 	e.agent = p
-	e.waitLog("first reconcile pass", "reconciled: reason=start")
+	e.waitLog("first reconcile pass", "ready: first reconcile done")
 }
 
 // stopAgent sends SIGTERM and expects a clean exit.

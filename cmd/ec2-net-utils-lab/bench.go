@@ -88,6 +88,7 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 }
 
 func benchIdle(ctx context.Context, o options) error {
+	o.quiet = true
 	s, err := startSession(ctx, o, "idle", "10s")
 	if err != nil {
 		return err
@@ -99,7 +100,7 @@ func benchIdle(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.out, "idle daemon: watching for %v (refresh_interval 10s, 2 ENIs)...\n", o.idle)
+	fmt.Fprintf(o.out, "idle daemon: watching for %v (refresh_interval 10s, log_level info, 2 ENIs)...\n", o.idle)
 	select {
 	case <-time.After(o.idle):
 	case <-ctx.Done():

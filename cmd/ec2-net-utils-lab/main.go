@@ -73,6 +73,7 @@ type options struct {
 	agent, backend, repo string
 	out                  io.Writer
 	verbose              bool
+	quiet                bool // run the agent at log_level info
 	attaches, refreshes  int
 	idle                 time.Duration
 }

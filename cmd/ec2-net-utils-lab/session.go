@@ -54,7 +54,12 @@ func (s *session) setup(agent, refresh string) error {
 	if err := s.l.SetupBackend(s.o.backend, s.o.repo); err != nil {
 		return err
 	}
-	if err := s.l.WriteInstanceFile("/etc/ec2-net-utils.conf", lab.AgentConfig(s.o.backend, refresh, ""), 0o644); err != nil {
+	config := lab.AgentConfig(s.o.backend, refresh, "")
+	if s.o.quiet {
+		// As shipped: the idle figures must not include the lab's debug logging.
+		config = strings.Replace(config, `log_level = "debug"`, `log_level = "info"`, 1)
+	}
+	if err := s.l.WriteInstanceFile("/etc/ec2-net-utils.conf", config, 0o644); err != nil {
 		return err
 	}
 	for _, e := range []lab.ENISpec{ens5, ens6} {
@@ -67,7 +72,7 @@ func (s *session) setup(agent, refresh string) error {
 		return err
 	}
 	s.agent = p
-	return s.waitLog("reconciled: reason=start")
+	return s.waitLog("ready: first reconcile done")
 }
 
 func (s *session) close() {

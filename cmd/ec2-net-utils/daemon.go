@@ -38,12 +38,9 @@ stops cleanly on SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			ns, err := netns.Get()
-			if err != nil {
-				return fmt.Errorf("open own network namespace: %w", err)
-			}
-			defer ns.Close()
-			events, err := netlinkx.Subscribe(ctx, ns)
+			// netns.None(): watch our own namespace without entering it. Entering it, even our
+			// own, is setns(2), which needs CAP_SYS_ADMIN; the unit grants CAP_NET_ADMIN only.
+			events, err := netlinkx.Subscribe(ctx, netns.None())
 			if err != nil {
 				return fmt.Errorf("subscribe to netlink events: %w", err)
 			}
@@ -54,6 +51,7 @@ stops cleanly on SIGTERM.`,
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
 				Ready: func() {
+					log.Info("ready: first reconcile done")
 					// Not running under systemd is fine (the lab, a shell): SdNotify is then a no-op.
 					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 						log.Warn("cannot notify systemd", "error", err)

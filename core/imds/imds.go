@@ -177,8 +177,10 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 // change while an ENI stays attached: meta-data/mac, and for every ENI valid in reuse
 // device-number, network-card, interface-id and subnet-ipv4-cidr-block. The caller must drop
 // reuse (pass nil) after a link was detached or attached, because a re-attached ENI keeps its
-// MAC but may get another device number. vpc-ipv4-cidr-blocks is read every time: a CIDR block
-// can be associated with the VPC at any moment.
+// MAC but may get another device number. vpc-ipv4-cidr-blocks is reused too although a CIDR block
+// can be associated with the VPC at any moment: nothing planned depends on it (the ENI table
+// routes the subnet and a default route), so it waits for the daemon's periodic full read, and
+// every refresh saves one request per ENI.
 //
 // Requests per read, with the token cached (one more PUT when it has expired, every 5 minutes):
 //
@@ -187,8 +189,8 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               local-ipv4s, subnet-ipv4-cidr-block, vpc-ipv4-cidr-blocks), +1 network-card
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
-//	with reuse:    1 (macs/) + per ENI its listing, local-ipv4s, vpc-ipv4-cidr-blocks and
-//	               each IPv6 or prefix key it lists. N plain IPv4 ENIs: 1 + 3N.
+//	with reuse:    1 (macs/) + per ENI its listing, local-ipv4s and each IPv6 or prefix key
+//	               it lists. N plain IPv4 ENIs: 1 + 2N.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
 //
 // (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
@@ -263,9 +265,16 @@ func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error
 // readENIs (re)reads the MAC directories dirs into r: first each directory's listing, then only
 // the keys it lists, skipping those reuse supplies.
 func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse map[string]core.ENI) error {
+	// A refresh that reuses a snapshot is a handful of small requests, and nobody waits for it:
+	// one at a time over one connection costs the least CPU (on VMs, every thread wake-up is
+	// paid for). Reads for an attach or a full read go wide to be fast.
+	concurrency := c.opts.Concurrency
+	if len(reuse) > 0 {
+		concurrency = 1
+	}
 	var mu sync.Mutex
 	listed := make(map[string][]string, len(dirs))
-	err := forEach(ctx, c.opts.Concurrency, dirs, func(ctx context.Context, dir string) error {
+	err := forEach(ctx, concurrency, dirs, func(ctx context.Context, dir string) error {
 		body, found, err := c.get(ctx, macPath(dir, ""))
 		if err != nil {
 			return err
@@ -307,7 +316,7 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 			jobs = append(jobs, job{dir, key})
 		}
 	}
-	return forEach(ctx, c.opts.Concurrency, jobs, func(ctx context.Context, j job) error {
+	return forEach(ctx, concurrency, jobs, func(ctx context.Context, j job) error {
 		body, found, err := c.get(ctx, macPath(j.dir, j.key))
 		if err != nil {
 			return err
@@ -388,6 +397,12 @@ func stableValue(e core.ENI, key string) (string, bool) {
 		return e.InterfaceID, e.InterfaceID != ""
 	case core.KeySubnetIPv4CIDR:
 		return e.SubnetIPv4.String(), e.SubnetIPv4.IsValid()
+	case core.KeyVPCIPv4CIDRs:
+		lines := make([]string, 0, len(e.VPCIPv4))
+		for _, p := range e.VPCIPv4 {
+			lines = append(lines, p.String())
+		}
+		return strings.Join(lines, "\n"), len(lines) > 0
 	}
 	return "", false
 }
@@ -456,6 +471,14 @@ func normMAC(dir string) string {
 // forEach runs fn on every item, at most n at a time. The first error cancels the others and is
 // returned.
 func forEach[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) error {
+	if n <= 1 {
+		for _, item := range items {
+			if err := fn(ctx, item); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, n)

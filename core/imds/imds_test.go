@@ -424,21 +424,26 @@ func TestRequestCounts(t *testing.T) {
 		t.Errorf("refresh without reuse: %d requests, want 19", n)
 	}
 	reused, n := count(&full)
-	if n != 12 { // macs/ + 2 listings + primary (local-ipv4s, vpc-ipv4) + secondary 7
-		t.Errorf("refresh with reuse: %d requests, want 12", n)
+	if n != 10 { // macs/ + 2 listings + primary local-ipv4s + secondary 6 (no VPC CIDRs)
+		t.Errorf("refresh with reuse: %d requests, want 10", n)
 	}
 	if diff := cmp.Diff(full, reused, netipComparers); diff != "" {
 		t.Errorf("reuse changed the snapshot (-full +reused):\n%s", diff)
 	}
 
-	// What can change is still read: a new secondary IP and a new VPC CIDR block.
+	// What the plan depends on is still read: a new secondary IP. A new VPC CIDR block (which
+	// nothing planned uses) waits for a read without reuse.
 	l.fake.Update(func(sc *scenario.Scenario) {
 		sc.Interfaces[secondaryMAC]["local-ipv4s"] = scenario.Value{"10.0.1.6", "10.0.1.7", "10.0.1.8"}
 		sc.Interfaces[secondaryMAC]["vpc-ipv4-cidr-blocks"] = scenario.Value{"10.0.0.0/16", "100.64.0.0/16"}
 	})
 	changed, _ := count(&full)
-	if e := findENI(t, changed, secondaryMAC); len(e.LocalIPv4s) != 3 || len(e.VPCIPv4) != 2 {
-		t.Errorf("reuse hid a change: local-ipv4s %v, vpc %v", e.LocalIPv4s, e.VPCIPv4)
+	if e := findENI(t, changed, secondaryMAC); len(e.LocalIPv4s) != 3 || len(e.VPCIPv4) != 1 {
+		t.Errorf("with reuse: local-ipv4s %v (want the new one), vpc %v (want the reused one)", e.LocalIPv4s, e.VPCIPv4)
+	}
+	fresh, _ := count(nil)
+	if e := findENI(t, fresh, secondaryMAC); len(e.VPCIPv4) != 2 {
+		t.Errorf("read without reuse missed the new VPC CIDR block: %v", e.VPCIPv4)
 	}
 }
 
@@ -484,7 +489,7 @@ func TestConnectionRefusedIsAnError(t *testing.T) {
 }
 
 // TestRequestCountsMultiCard: three plain IPv4 ENIs with network-card: 2 + 7 per ENI without
-// reuse, 1 + 3 per ENI with it.
+// reuse, 1 + 2 per ENI with it.
 func TestRequestCountsMultiCard(t *testing.T) {
 	l := startFake(t, "imds-multi-card.json")
 	c := newClient(t, l)
@@ -496,8 +501,8 @@ func TestRequestCountsMultiCard(t *testing.T) {
 	}
 	before = c.Requests()
 	reused := snapshot(t, c, &full)
-	if n := c.Requests() - before; n != 1+3*3 {
-		t.Errorf("with reuse: %d requests, want %d", n, 1+3*3)
+	if n := c.Requests() - before; n != 1+3*2 {
+		t.Errorf("with reuse: %d requests, want %d", n, 1+3*2)
 	}
 	if diff := cmp.Diff(full, reused, netipComparers); diff != "" {
 		t.Errorf("reuse changed the snapshot:\n%s", diff)

@@ -346,7 +346,7 @@ func (w *watcher) linkEvent(m syscall.NetlinkMessage) []Event {
 	if m.Header.Type == unix.RTM_DELLINK {
 		delete(w.links, a.Index)
 		if !known {
-			old = toCoreLink(nlLink, driverLookup{fd: -1})
+			old = toCoreLink(nlLink)
 		}
 		return []Event{{Kind: LinkRemoved, Link: old}}
 	}
@@ -355,7 +355,7 @@ func (w *watcher) linkEvent(m syscall.NetlinkMessage) []Event {
 		w.links[a.Index] = l
 		return []Event{{Kind: LinkAdded, Link: l}}
 	}
-	cur := toCoreLink(nlLink, driverLookup{fd: -1})
+	cur := toCoreLink(nlLink)
 	cur.Driver = old.Driver // a driver does not change under a running link
 	w.links[a.Index] = cur
 	if cur.Name != old.Name {
@@ -371,7 +371,9 @@ func (w *watcher) describe(l netlink.Link) core.Link {
 		drv = driverLookup{fd: -1, sysRoot: "/sys"}
 	}
 	defer drv.close()
-	return toCoreLink(l, drv)
+	cl := toCoreLink(l)
+	cl.Driver = drv.driver(cl.Name, cl.Index)
+	return cl
 }
 
 // parseRule decodes an RTM_NEWRULE/RTM_DELRULE body: struct fib_rule_hdr (laid out like rtmsg)

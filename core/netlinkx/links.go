@@ -30,15 +30,37 @@ func (h *Handle) Links() ([]core.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, err := h.openDriverLookup()
-	if err != nil {
-		return nil, err
-	}
-	defer drv.close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cached := make(map[driverKey]string, len(links))
+	var drv *driverLookup // opened only when a link is not cached yet
+	defer func() {
+		if drv != nil {
+			drv.close()
+		}
+	}()
 	out := make([]core.Link, 0, len(links))
 	for _, l := range links {
-		out = append(out, toCoreLink(l, drv))
+		cl := toCoreLink(l)
+		key := driverKey{index: cl.Index, name: cl.Name, mac: cl.MAC}
+		d, ok := h.drivers[key]
+		if !ok {
+			if drv == nil {
+				opened, err := h.openDriverLookup()
+				if err != nil {
+					return nil, err
+				}
+				drv = &opened
+			}
+			d = drv.driver(cl.Name, cl.Index)
+		}
+		if d != "" { // an empty answer (e.g. a rename raced the lookup) is asked again next time
+			cached[key] = d
+		}
+		cl.Driver = d
+		out = append(out, cl)
 	}
+	h.drivers = cached // drop links that are gone
 	return out, nil
 }
 
@@ -98,7 +120,7 @@ func (h *Handle) linkFor(link core.Link) (netlink.Link, error) {
 	return l, nil
 }
 
-func toCoreLink(l netlink.Link, drv driverLookup) core.Link {
+func toCoreLink(l netlink.Link) core.Link {
 	a := l.Attrs()
 	kind := l.Type()
 	if kind == "device" {
@@ -106,11 +128,10 @@ func toCoreLink(l netlink.Link, drv driverLookup) core.Link {
 		kind = ""
 	}
 	return core.Link{
-		Name:   a.Name,
-		Index:  a.Index,
-		MAC:    strings.ToLower(a.HardwareAddr.String()),
-		Driver: drv.driver(a.Name, a.Index),
-		Kind:   kind,
+		Name:  a.Name,
+		Index: a.Index,
+		MAC:   strings.ToLower(a.HardwareAddr.String()),
+		Kind:  kind,
 	}
 }
 

@@ -154,3 +154,38 @@ func TestLinkWithReusedIndexButOtherMACIsRefused(t *testing.T) {
 		t.Fatal("altname added to a link whose MAC is not the ENI's")
 	}
 }
+
+// The daemon lists links on every refresh; drivers are cached per (index, name, MAC), so a
+// renamed link is looked up again and keeps reporting its driver.
+func TestLinksCacheDriversAndLookUpRenamedLinksAgain(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	n.veth(t, "eni0", "vpc0", "02:AB:CD:00:00:02")
+	x := New(n.nl, InNetns(n.ns))
+	for range 2 {
+		links, err := x.Links()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := findLink(t, links, "eni0").Driver; d != "veth" {
+			t.Fatalf("eni0 driver %q, want veth", d)
+		}
+	}
+	l, err := n.nl.LinkByName("eni0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.nl.LinkSetName(l, "ens9"); err != nil {
+		t.Fatal(err)
+	}
+	links, err := x.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := findLink(t, links, "ens9").Driver; d != "veth" {
+		t.Errorf("renamed link ens9 driver %q, want veth", d)
+	}
+	if len(x.drivers) != len(links)-1 { // lo has no driver and is not cached
+		t.Errorf("cache holds %d entries for %d links: %v", len(x.drivers), len(links), x.drivers)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -33,6 +34,17 @@ type Handle struct {
 	nl *netlink.Handle
 	// ns is where ethtool ioctls run; netns.None() means the caller's (current) netns.
 	ns netns.NsHandle
+
+	// drivers caches each link's driver: the daemon lists links on every refresh, and a link
+	// (same index, name and MAC) never changes driver. Keyed on all three, so a renamed link or an
+	// index reused by another link is looked up again.
+	mu      sync.Mutex
+	drivers map[driverKey]string
+}
+
+type driverKey struct {
+	index     int
+	name, mac string
 }
 
 // Option configures a Handle.

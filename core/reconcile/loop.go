@@ -172,11 +172,14 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			}
 		case <-refresh.C:
 			refreshes++
-			res := run(Pass{Reason: "refresh", Fetch: true, Full: refreshes%o.FullRefreshEvery == 0})
-			if res.Changes.Changed() {
-				continue // the manager is applying what this pass wrote; check rules next time
+			full := refreshes%o.FullRefreshEvery == 0
+			res := run(Pass{Reason: "refresh", Fetch: true, Full: full})
+			// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so
+			// only full refreshes dump the rules to check: two netlink dumps per refresh are most
+			// of an idle daemon's CPU. Not right after a change: the manager is still applying it.
+			if !full || res.Changes.Changed() {
+				continue
 			}
-			// A rule deleted while we were not subscribed (or whose event was lost) comes back here.
 			if restored, err := r.RestoreRules(); err == nil && len(restored) > 0 {
 				lastRestore = time.Now()
 				r.log.Info("restored missing rules", "rules", fmtRules(restored))

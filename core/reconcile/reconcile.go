@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -40,6 +41,10 @@ type Reconciler struct {
 
 	last     *core.Instance // last snapshot IMDS answered; kept across IMDS failures
 	lastPlan *core.Plan
+	// applied is what the backend last applied without error. A refresh that plans exactly the
+	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
+	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
+	applied *appliedState
 	pending  string // fingerprint of the last logged pending list, so it is logged once per change
 }
 
@@ -99,11 +104,26 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
 	}
 	plan := core.NewPlan(*r.last, links, r.opts)
+	if a, ok := r.backend.(core.PlanAdjuster); ok {
+		// Per-interface settings of the manager (ifcfg's EC2SYNC=no) hold for everything below.
+		plan = a.AdjustPlan(plan)
+	}
 	res.Plan = plan
 	r.logPending(plan)
 
+	if !pass.Full && r.applied.same(plan, links) {
+		r.lastPlan = &plan
+		r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
+			"changed", false, "backend", "skipped: same plan and links as the last apply")
+		return res, imdsErr
+	}
 	changes, err := r.backend.Apply(ctx, plan, links)
 	res.Changes = changes
+	if err == nil {
+		r.applied = &appliedState{plan: plan, links: slices.Clone(links)}
+	} else {
+		r.applied = nil
+	}
 	if changes.Changed() {
 		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
 			"written", strings.Join(changes.Written, " "), "removed", strings.Join(changes.Removed, " "),
@@ -143,6 +163,15 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
 		"changed", changes.Changed())
 	return res, errors.Join(errs...)
+}
+
+type appliedState struct {
+	plan  core.Plan
+	links []core.Link
+}
+
+func (a *appliedState) same(plan core.Plan, links []core.Link) bool {
+	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan)
 }
 
 // RestoreRules re-adds source rules of the current plan that someone deleted. The backend's

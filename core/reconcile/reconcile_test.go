@@ -235,3 +235,29 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestUnchangedRefreshSkipsTheBackendButFullPassesApply(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	backend := &fakeBackend{}
+	r := New(imds, kernel, backend, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	for _, p := range []Pass{{Fetch: true, Full: true}, {Fetch: true}, {Fetch: true}} {
+		if _, err := r.Once(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(backend.plans) != 1 {
+		t.Errorf("backend applied %d times for one start and two unchanged refreshes, want 1", len(backend.plans))
+	}
+	if _, err := r.Once(ctx, Pass{Fetch: true, Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	kernel.links = kernel.links[:1]
+	if _, err := r.Once(ctx, Pass{Reason: "link removed"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(backend.plans) != 3 {
+		t.Errorf("backend applied %d times, want 3: a full pass and a link change always apply", len(backend.plans))
+	}
+}
