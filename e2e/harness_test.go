@@ -68,6 +68,9 @@ type envOptions struct {
 	enis []lab.ENISpec
 	// interfaces is added to the [interfaces] table of the agent's configuration file.
 	interfaces string
+	// beforeManager runs after the lab is up and before the network manager starts (to install a
+	// user's own configuration, say).
+	beforeManager func(*lab.Lab) error
 }
 
 const waitLong = 15 * time.Second
@@ -106,6 +109,9 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	})
 	e.nl, err = l.InstanceNetlink()
 	must(t, err)
+	if o.beforeManager != nil {
+		must(t, o.beforeManager(l))
+	}
 	bc.setup(t, l)
 	e.reloads, err = l.CountReloads(bc.name)
 	must(t, err)
