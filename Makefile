@@ -8,15 +8,21 @@ GO        ?= go
 GOFLAGS   ?=
 BIN       := bin/ec2-net-utils
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Packages add -buildmode=pie and -B gobuildid (a GNU build-id note from the Go build ID).
+AGENT_BUILDFLAGS ?=
+EXTRA_LDFLAGS ?=
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test unit-test lab-test lint fmt demo bench clean
+.PHONY: all build agent test unit-test lab-test lint fmt demo bench clean install dist rpm deb package-test
 
 all: build
 
-build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ec2-net-utils
+build: agent
 	$(GO) build -trimpath -o bin/ec2-net-utils-lab ./cmd/ec2-net-utils-lab
+
+# The agent alone: what the packages ship.
+agent:
+	$(GO) build $(AGENT_BUILDFLAGS) -trimpath -ldflags '$(LDFLAGS) $(EXTRA_LDFLAGS)' -o $(BIN) ./cmd/ec2-net-utils
 
 # Unit tests need no root; lab tests (real systemd-networkd in network namespaces) run as root
 # and skip with a message otherwise. -p 1 keeps the lab suites from fighting over 2 cores.
@@ -47,3 +53,87 @@ bench: build
 
 clean:
 	rm -rf bin dist
+
+# ---- Install and packages (docs/packaging.md) ------------------------------------------------
+#
+# `make agent && make install DESTDIR=...` lays out exactly what both packages ship; the RPM spec
+# and debian/rules call it, so the two packages cannot disagree on paths. Files the backends
+# add are picked up by directory: everything under packaging/NetworkManager/ goes to
+# $(NMDIR)/ (conf.d/*.conf, system-connections/*.nmconnection with mode 0600, as
+# NetworkManager requires), and packaging/libexec/* to $(LIBEXECDIR)/ec2-net-utils/.
+PREFIX      ?= /usr
+BINDIR      ?= $(PREFIX)/bin
+LIBEXECDIR  ?= $(PREFIX)/libexec
+SYSCONFDIR  ?= /etc
+MANDIR      ?= $(PREFIX)/share/man
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+PRESETDIR   ?= $(PREFIX)/lib/systemd/system-preset
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+NETWORKDIR  ?= $(PREFIX)/lib/systemd/network
+NETWORKDCONFDIR ?= $(PREFIX)/lib/systemd/networkd.conf.d
+NMDIR       ?= $(PREFIX)/lib/NetworkManager
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# 1 adds the unit drop-in the ifcfg backend needs (dhclient: raw sockets, port 68, its files).
+WITH_IFCFG  ?= 0
+DESTDIR     ?=
+
+install:
+	@test -x $(BIN) || { echo "install: $(BIN) missing: run make agent first" >&2; exit 1; }
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ec2-net-utils
+	install -D -m 0644 packaging/ec2-net-utils.conf $(DESTDIR)$(SYSCONFDIR)/ec2-net-utils.conf
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PRESETDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(NETWORKDIR) $(DESTDIR)$(NETWORKDCONFDIR) $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 packaging/systemd/system/*.service $(DESTDIR)$(UNITDIR)/
+	install -m 0644 packaging/systemd/system-preset/*.preset $(DESTDIR)$(PRESETDIR)/
+	install -m 0644 packaging/systemd/tmpfiles.d/*.conf $(DESTDIR)$(TMPFILESDIR)/
+	install -m 0644 packaging/systemd/network/*.network $(DESTDIR)$(NETWORKDIR)/
+	install -m 0644 packaging/systemd/networkd.conf.d/*.conf $(DESTDIR)$(NETWORKDCONFDIR)/
+	install -m 0644 packaging/man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 packaging/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	set -e; if [ -d packaging/NetworkManager ]; then cd packaging/NetworkManager && \
+	  find . -type f | while read -r f; do case "$$f" in \
+	    *.nmconnection) mode=0600 ;; *) mode=0644 ;; esac; \
+	    install -D -m $$mode "$$f" "$(DESTDIR)$(NMDIR)/$${f#./}"; done; fi
+	set -e; for f in packaging/libexec/*; do \
+	  [ -e "$$f" ] || continue; install -D -m 0755 "$$f" $(DESTDIR)$(LIBEXECDIR)/ec2-net-utils/$${f##*/}; done
+	set -e; if [ "$(WITH_IFCFG)" = 1 ]; then for f in packaging/systemd/ifcfg/*.conf; do \
+	  install -D -m 0644 "$$f" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service.d/$${f##*/}; done; fi
+	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/ec2-net-utils
+
+# The package version: the spec's Version, which debian/changelog must repeat (package-test).
+PKG_VERSION  = $(shell sed -n 's/^Version:[[:space:]]*//p' packaging/rpm/ec2-net-utils.spec)
+DIST         = dist/ec2-net-utils-$(PKG_VERSION)
+
+# The source tarball both packages build from: the files git tracks or would track (the work
+# tree, so uncommitted work is tested too; in CI that is the clean checkout).
+dist:
+	rm -rf $(DIST) $(DIST).tar.gz
+	mkdir -p dist
+	git ls-files -z --cached --others --exclude-standard \
+	  | xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh \
+	  | tar --null -T - --transform 's,^,ec2-net-utils-$(PKG_VERSION)/,' -czf $(DIST).tar.gz
+
+# rpmbuild from Debian's rpm package: --nodeps because its RPM database knows nothing of the
+# Debian-installed build dependencies (Go, systemd).
+rpm: dist
+	rm -rf dist/rpmbuild
+	mkdir -p dist/rpmbuild/SOURCES
+	cp $(DIST).tar.gz dist/rpmbuild/SOURCES/
+	rpmbuild -bb --nodeps $(RPMBUILD_FLAGS) --define '_topdir $(CURDIR)/dist/rpmbuild' packaging/rpm/ec2-net-utils.spec
+	cp dist/rpmbuild/RPMS/*/ec2-net-utils-*.rpm dist/
+
+# Built in an unpacked copy of the tarball, so the result comes from a clean tree and
+# dpkg-buildpackage's output lands in dist/ instead of the repository's parent. -d: Debian 12's
+# golang-go is 1.19; the Go this builds with (>= 1.26, see Build-Depends) is /usr/local/go.
+deb: dist
+	rm -rf dist/deb
+	mkdir -p dist/deb
+	tar -C dist/deb -xzf $(DIST).tar.gz
+	cd dist/deb/ec2-net-utils-$(PKG_VERSION) && dpkg-buildpackage -us -uc -b -d
+	cp dist/deb/*.deb dist/
+
+# Builds both packages and checks them: lintian, rpmlint, contents against packaging/tests/,
+# an install/remove/purge of the deb into a throwaway root, systemd-analyze verify and security.
+package-test: rpm deb
+	packaging/tests/run dist

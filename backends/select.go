@@ -12,6 +12,7 @@ import (
 
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 )
 
 // Options are what Select needs besides the configuration's backend key.
@@ -25,6 +26,9 @@ type Options struct {
 	Bus *dbus.Conn
 	// Links are the host's links, for detectors that ask whether a manager owns the ENIs.
 	Links []core.Link
+	// Netlink is the agent's netlink handle, for backends that change the kernel themselves
+	// (ifcfg: rules, routes and addresses). Those backends are unavailable without it.
+	Netlink *netlinkx.Handle
 }
 
 // Selection is the outcome of Select: a backend and why it was chosen, or why none was.
@@ -78,7 +82,7 @@ type candidate struct {
 // candidates in detection order: NetworkManager first (where it runs it owns the links, even if
 // networkd is installed), then networkd, then the legacy ifcfg files.
 func candidates() []candidate {
-	return []candidate{networkdCandidate()}
+	return []candidate{networkManagerCandidate(), networkdCandidate(), ifcfgCandidate()}
 }
 
 // Select builds the backend. It never fails outright: the caller decides whether a missing

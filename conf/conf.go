@@ -91,6 +91,14 @@ type NetworkManager struct {
 type Ifcfg struct {
 	Dir             string `koanf:"dir"`
 	DHClientConfDir string `koanf:"dhclient_conf_dir"`
+	// DHClientScript is the script dhclient runs for the ENIs (-sf): the project's own, which
+	// never touches resolv.conf or the main table's default route.
+	DHClientScript string `koanf:"dhclient_script"`
+	// BroadcastRenewals writes amazon-ec2-net-utils 1.x's
+	// `supersede dhcp-server-identifier 255.255.255.255;` into dhclient-<iface>.conf, so renewals
+	// leave through the ENI they are for even when two ENIs share a subnet. EC2's DHCP server
+	// accepts it; servers that insist on their own identifier (dnsmasq) do not.
+	BroadcastRenewals bool `koanf:"broadcast_renewals"`
 }
 
 // Daemon tunes the long-running agent.
@@ -128,8 +136,10 @@ func Defaults() Config {
 		Networkd:       Networkd{Dir: "/run/systemd/network"},
 		NetworkManager: NetworkManager{Persist: false},
 		Ifcfg: Ifcfg{
-			Dir:             "/etc/sysconfig/network-scripts",
-			DHClientConfDir: "/etc/dhcp",
+			Dir:               "/etc/sysconfig/network-scripts",
+			DHClientConfDir:   "/etc/dhcp",
+			DHClientScript:    "/usr/libexec/ec2-net-utils/dhclient-script",
+			BroadcastRenewals: true,
 		},
 		Daemon: Daemon{
 			RuleRestoreInterval: 5 * time.Second,

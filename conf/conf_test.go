@@ -105,7 +105,7 @@ func TestSchemaHasTheDocumentedKeys(t *testing.T) {
 		"interfaces.assign_prefix_addresses", "interfaces.mtu",
 		"networkd.dir",
 		"networkmanager.persist",
-		"ifcfg.dir", "ifcfg.dhclient_conf_dir",
+		"ifcfg.dir", "ifcfg.dhclient_conf_dir", "ifcfg.dhclient_script", "ifcfg.broadcast_renewals",
 		"daemon.rule_restore_interval", "daemon.full_refresh_every",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -169,6 +169,17 @@ func TestSuggest(t *testing.T) {
 	} {
 		if got := suggest(name, valid); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestIfcfgDHClientScriptMustBeAnAbsoluteFilePath(t *testing.T) {
+	for _, p := range []string{"", "dhclient-script", "/usr/libexec/ec2-net-utils/"} {
+		c := Defaults()
+		c.Ifcfg.DHClientScript = p
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "ifcfg.dhclient_script") {
+			t.Errorf("dhclient_script = %q: Validate() = %v, want an error naming the key", p, err)
 		}
 	}
 }

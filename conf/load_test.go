@@ -124,6 +124,8 @@ persist = true
 [ifcfg]
 dir = "/tmp/ifcfg"
 dhclient_conf_dir = "/tmp/dhcp"
+dhclient_script = "/opt/ec2net/dhclient-script"
+broadcast_renewals = false
 
 [daemon]
 rule_restore_interval = "30s"
@@ -151,8 +153,9 @@ full_refresh_every = 1
 		},
 		Networkd:       Networkd{Dir: "/etc/systemd/network"},
 		NetworkManager: NetworkManager{Persist: true},
-		Ifcfg:          Ifcfg{Dir: "/tmp/ifcfg", DHClientConfDir: "/tmp/dhcp"},
-		Daemon:         Daemon{RuleRestoreInterval: 30 * time.Second, FullRefreshEvery: 1},
+		Ifcfg: Ifcfg{Dir: "/tmp/ifcfg", DHClientConfDir: "/tmp/dhcp", DHClientScript: "/opt/ec2net/dhclient-script",
+			BroadcastRenewals: false},
+		Daemon: Daemon{RuleRestoreInterval: 30 * time.Second, FullRefreshEvery: 1},
 	}
 	got, err := Load(path, true, nil)
 	if err != nil {

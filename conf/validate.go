@@ -52,6 +52,7 @@ func (c Config) Validate() error {
 	v.absDir("networkd.dir", c.Networkd.Dir)
 	v.absDir("ifcfg.dir", c.Ifcfg.Dir)
 	v.absDir("ifcfg.dhclient_conf_dir", c.Ifcfg.DHClientConfDir)
+	v.absPath("ifcfg.dhclient_script", c.Ifcfg.DHClientScript)
 
 	v.durationIn("daemon.rule_restore_interval", c.Daemon.RuleRestoreInterval, ruleRestoreRange)
 	v.intIn("daemon.full_refresh_every", c.Daemon.FullRefreshEvery, fullRefreshEveryRange)
@@ -158,6 +159,14 @@ func isSpaceOrSlash(r rune) bool {
 func (v *validator) absDir(key, dir string) {
 	if !strings.HasPrefix(dir, "/") {
 		v.fail(key, "%q is not an absolute path", dir)
+	}
+}
+
+// absPath checks a file path. Whether the file exists is the backend's concern: the key is valid
+// on hosts that use another backend and lack the file.
+func (v *validator) absPath(key, path string) {
+	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") {
+		v.fail(key, "%q is not an absolute file path", path)
 	}
 }
 

@@ -25,16 +25,42 @@ type backendCase struct {
 	name string
 	// setup installs the manager's files into the instance and starts it.
 	setup func(t *testing.T, l *lab.Lab)
+	// dir is where the backend's generated configuration lands in the instance (files lists it).
+	dir string
+	// fileOf reports whether the file rel (relative to dir) configures iface.
+	fileOf func(rel, iface string) bool
+	// agentLeases: the agent, not the manager, gets the secondary ENIs their DHCP lease (ifcfg:
+	// it runs their dhclient). Before the agent runs only the primary ENI has its address.
+	agentLeases bool
 }
 
 var backendCases = []backendCase{
-	{name: "networkd", setup: setupNetworkd},
+	{name: "networkd", setup: setupNetworkd, dir: "/run/systemd/network",
+		fileOf: func(rel, iface string) bool { return strings.Contains(rel, "-"+iface+".network") }},
+	{name: "networkmanager", setup: setupNetworkManager, dir: "/run/NetworkManager/system-connections",
+		fileOf: func(rel, iface string) bool { return rel == "ec2-net-utils-"+iface+".nmconnection" }},
+	{name: "ifcfg", setup: setupIfcfg, dir: "/etc/sysconfig/network-scripts", agentLeases: true,
+		fileOf: func(rel, iface string) bool { return strings.HasSuffix(rel, "-"+iface) }},
 }
 
 // setupNetworkd installs the package's networkd files into the instance and starts networkd.
 func setupNetworkd(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	must(t, l.SetupBackend("networkd", ".."))
+}
+
+// setupNetworkManager installs the package's NetworkManager files (conf.d drop-in, base profile)
+// into the instance and starts NetworkManager; the agent's profiles are in memory, under /run.
+func setupNetworkManager(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	must(t, l.SetupBackend("networkmanager", ".."))
+}
+
+// setupIfcfg makes the instance an Amazon Linux 2 host: the dhclient script installed, the
+// primary ENI up with initscripts' dhclient, no network manager.
+func setupIfcfg(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	must(t, l.SetupBackend("ifcfg", ".."))
 }
 
 // ENIs of the scenarios. Slot N is the subnet 10.99.N.0/24; the router is 10.99.N.1.
@@ -62,6 +88,7 @@ type env struct {
 	agent   *lab.Process
 	reloads *lab.CallCounter
 	config  string
+	enis    []lab.ENISpec
 }
 
 type envOptions struct {
@@ -92,7 +119,7 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
-	e := &env{t: t, backend: bc, l: l}
+	e := &env{t: t, backend: bc, l: l, enis: o.enis}
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dumpState()
@@ -117,8 +144,8 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	must(t, err)
 	e.config = lab.AgentConfig(bc.name, "1s", o.interfaces)
 	must(t, l.WriteInstanceFile("/etc/ec2-net-utils.conf", e.config, 0o644))
-	for _, spec := range o.enis {
-		if spec.Attached {
+	for i, spec := range o.enis {
+		if spec.Attached && (i == 0 || !bc.agentLeases) {
 			e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
 		}
 	}
@@ -132,6 +159,14 @@ func (e *env) startAgent() {
 	must(e.t, err)
 	e.agent = p
 	e.waitLog("first reconcile pass", "ready: first reconcile done")
+	if e.backend.agentLeases {
+		// The scenarios start from a host whose ENIs have their DHCP addresses.
+		for _, spec := range e.enis {
+			if spec.Attached {
+				e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+			}
+		}
+	}
 }
 
 // stopAgent sends SIGTERM and expects a clean exit.
@@ -291,10 +326,10 @@ type fileState struct {
 	size  int64
 }
 
-// files lists the backend's generated files in the instance's /run/systemd/network.
+// files lists the backend's generated files in the instance (backendCase.dir).
 func (e *env) files() map[string]fileState {
 	e.t.Helper()
-	root := e.l.InstancePath("/run/systemd/network")
+	root := e.l.InstancePath(e.backend.dir)
 	out := map[string]fileState{}
 	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
@@ -318,7 +353,7 @@ func (e *env) files() map[string]fileState {
 func (e *env) filesOf(iface string) []string {
 	var out []string
 	for name := range e.files() {
-		if strings.Contains(name, "-"+iface+".network") {
+		if e.backend.fileOf(name, iface) {
 			out = append(out, name)
 		}
 	}

@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,8 +26,9 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		return m.Run() // every test skips with its own message
+	flag.Parse() // testing.Short needs parsed flags
+	if os.Geteuid() != 0 || testing.Short() {
+		return m.Run() // every test skips with its own message (lab.RequireRoot)
 	}
 	if err := lab.Sweep(labPrefix); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: removing leftovers of an earlier run: %v\n", err)

@@ -77,6 +77,10 @@ func TestHotAttachedENIIsRoutedAtOnce(t *testing.T) {
 			return slices.Contains(e.routes(10002), "default via 10.99.2.1 dev ens7"), nil
 		})
 		t.Logf("attach -> source rule and table default route in the kernel: %v", time.Since(start).Round(time.Millisecond))
+		// With ifcfg the rule and route come before the DHCP lease (the agent adds them while its
+		// dhclient asks); a ping from the address needs both.
+		e.waitForAddress("ens7", "10.99.2.10/24")
+		t.Logf("attach -> DHCP address on ens7: %v", time.Since(start).Round(time.Millisecond))
 		e.mustPing("10.99.2.10")
 		e.assertForeignRulesIntact()
 	})

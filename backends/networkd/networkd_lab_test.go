@@ -78,7 +78,7 @@ func testLabSecondaryENI(t *testing.T, mainDefault bool) {
 	conn, err := dbus.Connect(l.BusAddress())
 	must(err)
 	t.Cleanup(func() { conn.Close() })
-	busReloads, err := l.CountNetworkdReloads()
+	busReloads, err := l.CountReloads("networkd")
 	must(err)
 	t.Cleanup(func() { busReloads.Close() })
 	b := New(Options{

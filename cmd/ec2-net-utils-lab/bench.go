@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 // bench measures the agent in the lab: attach → routed latency, IMDS requests and manager
@@ -38,7 +40,11 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 	}
 	defer nl.Close()
 
-	var lat []time.Duration
+	lb, err := lookupBackend(o.backend)
+	if err != nil {
+		return err
+	}
+	var lat, leased []time.Duration
 	for i := 0; i < o.attaches; i++ {
 		start := time.Now()
 		if err := s.l.Attach("ens7"); err != nil {
@@ -53,6 +59,16 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 			time.Sleep(2 * time.Millisecond)
 		}
 		lat = append(lat, time.Since(start))
+		if lb.agentLeases {
+			// The agent starts the ENI's dhclient: the lease may come after the rule and route.
+			for !hasAddr(nl, "ens7", "10.99.2.10/24") {
+				if time.Since(start) > 15*time.Second {
+					return fmt.Errorf("attach %d: ens7 got no DHCP address after 15s\n%s", i+1, s.agent.Log())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			leased = append(leased, time.Since(start))
+		}
 		if err := s.l.Detach("ens7"); err != nil {
 			return err
 		}
@@ -64,6 +80,11 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 	slices.Sort(lat)
 	fmt.Fprintf(o.out, "attach -> routed (rule + ENI-table default route), %d attaches: min %v / median %v / max %v\n",
 		len(lat), ms(lat[0]), ms(lat[len(lat)/2]), ms(lat[len(lat)-1]))
+	if len(leased) > 0 {
+		slices.Sort(leased)
+		fmt.Fprintf(o.out, "attach -> routed and DHCP address (the agent's dhclient), %d attaches: min %v / median %v / max %v\n",
+			len(leased), ms(leased[0]), ms(leased[len(leased)/2]), ms(leased[len(leased)-1]))
+	}
 
 	// Steady state with two ENIs: count what the refreshes cost.
 	reloads, err := s.l.CountReloads(o.backend)
@@ -100,6 +121,14 @@ func benchIdle(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// The ifcfg backend's dhclients run on their own, outside the agent: their cost is reported
+	// next to it (as networkd's or NetworkManager's own cost is not counted for those backends).
+	dhclients := s.agentDHClients()
+	var dh0 time.Duration
+	for _, p := range dhclients {
+		c, _ := cpuTime(p)
+		dh0 += c
+	}
 	fmt.Fprintf(o.out, "idle daemon: watching for %v (refresh_interval 10s, log_level info, 2 ENIs)...\n", o.idle)
 	select {
 	case <-time.After(o.idle):
@@ -118,6 +147,18 @@ func benchIdle(ctx context.Context, o options) error {
 	perHour := time.Duration(float64(cpu) * float64(time.Hour) / float64(o.idle))
 	fmt.Fprintf(o.out, "idle daemon: %v CPU in %v (%v per hour), RSS %d kB, child processes %d\n",
 		cpu.Round(time.Microsecond), o.idle, perHour.Round(time.Millisecond), rss, children(pid))
+	if len(dhclients) > 0 {
+		var dh1 time.Duration
+		rssSum := 0
+		for _, p := range dhclients {
+			c, _ := cpuTime(p)
+			dh1 += c
+			r, _ := rssKB(p)
+			rssSum += r
+		}
+		fmt.Fprintf(o.out, "the agent's dhclients: %d processes, %v CPU in %v, RSS %d kB together\n",
+			len(dhclients), (dh1 - dh0).Round(time.Microsecond), o.idle, rssSum)
+	}
 	return nil
 }
 
@@ -137,6 +178,43 @@ func routed(nl *netlink.Handle, table int, from string) bool {
 		return false
 	}
 	return slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Gw != nil && (r.Dst == nil || r.Dst.IP.IsUnspecified()) })
+}
+
+// agentDHClients are the dhclients in the instance that run the agent's script.
+func (s *session) agentDHClients() []int {
+	inst, err := os.Stat("/run/netns/" + s.l.Namespaces()[1])
+	if err != nil {
+		return nil
+	}
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if err != nil || filepath.Base(args[0]) != "dhclient" || !slices.Contains(args, lab.IfcfgScript) {
+			continue
+		}
+		if ns, err := os.Stat(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && os.SameFile(ns, inst) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func hasAddr(nl *netlink.Handle, link, cidr string) bool {
+	l, err := nl.LinkByName(link)
+	if err != nil {
+		return false
+	}
+	addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IPNet.String() == cidr })
 }
 
 // cpuTime is the time all of the process's threads spent on a CPU, from

@@ -22,8 +22,12 @@ func demo(ctx context.Context, o options) error {
 		}
 	}
 
-	say("Building a simulated VPC: a VPC router namespace (DHCP, fake IMDS on 169.254.169.254, the " +
-		"source/destination check) and an instance namespace running systemd-networkd, with two ENIs attached")
+	lb, err := lookupBackend(o.backend)
+	if err != nil {
+		return err
+	}
+	say("Building a simulated VPC: a VPC router namespace (DHCP, fake IMDS on 169.254.169.254, the "+
+		"source/destination check) and an instance namespace running %s, with two ENIs attached", lb.manager)
 	s, err := startSession(ctx, o, "demo", "2s")
 	if err != nil {
 		return err
@@ -42,7 +46,7 @@ func demo(ctx context.Context, o options) error {
 	show("ip rule", s.ip("rule"))
 	show("ip route", s.ip("route"))
 	show("ip route show table 10001", s.ip("route", "show", "table", "10001"))
-	show("ls /run/systemd/network/*", s.listFiles())
+	show("find "+strings.Join(lb.dirs, " ")+" -type f", s.listFiles(lb))
 
 	say("Traffic from every address leaves by its own ENI, so the VPC's source/destination check lets it through")
 	s.pingAll(ctx, "10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20")
@@ -56,6 +60,12 @@ func demo(ctx context.Context, o options) error {
 		return err
 	}
 	fmt.Fprintf(o.out, "  routed %v after attach\n", time.Since(start).Round(time.Millisecond))
+	if lb.agentLeases {
+		if err := s.waitAddr("ens7", "10.99.2.10/24"); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.out, "  DHCP address from the agent's dhclient %v after attach\n", time.Since(start).Round(time.Millisecond))
+	}
 	show("ip rule", s.ip("rule"))
 	show("ip route show table 10002", s.ip("route", "show", "table", "10002"))
 
@@ -78,7 +88,7 @@ func demo(ctx context.Context, o options) error {
 	show("ip rule show priority 10002", s.ip("rule", "show", "priority", "10002"))
 	s.pingAll(ctx, "10.99.2.10", "10.99.2.30")
 
-	say("Detaching ens7: its files, rules and routes go away, and networkd is not reloaded")
+	say("Detaching ens7: its files, rules and routes go away, and %s", lb.detach)
 	if err := s.l.Detach("ens7"); err != nil {
 		return err
 	}
@@ -86,7 +96,7 @@ func demo(ctx context.Context, o options) error {
 		return err
 	}
 	show("ip rule", s.ip("rule"))
-	show("ls /run/systemd/network/*", s.listFiles())
+	show("find "+strings.Join(lb.dirs, " ")+" -type f", s.listFiles(lb))
 	show("agent log (info and above)", infoLines(s.agent.Log()))
 	return nil
 }
@@ -104,12 +114,21 @@ func (s *session) pingAll(ctx context.Context, srcs ...string) {
 	}
 }
 
-func (s *session) listFiles() string {
-	out, err := s.l.Command(context.Background(), "sh", "-c", "cd /run/systemd/network && find . -type f | sort").CombinedOutput()
+// listFiles lists the agent's generated files, sorted.
+func (s *session) listFiles(lb labBackend) string {
+	args := append(append([]string{"find"}, lb.dirs...), "-type", "f")
+	out, err := s.l.Command(context.Background(), args...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("%v: %s", err, out)
 	}
-	return string(out)
+	var files []string
+	for _, f := range strings.Fields(string(out)) {
+		if lb.keep == nil || lb.keep(f) {
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files)
+	return strings.Join(files, "\n")
 }
 
 func infoLines(log string) string {

@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	agent := fs.String("agent", "bin/ec2-net-utils", "path of the ec2-net-utils binary to run in the lab")
-	backend := fs.String("backend", "networkd", "backend (and network manager) to run: networkd")
+	backend := fs.String("backend", "networkd", "backend (and network manager) to run: "+backendNames())
 	repo := fs.String("repo", ".", "repository checkout (its packaging/ files are installed into the lab)")
 	verbose := fs.Bool("v", false, "print the lab's own progress")
 	var cmd func(context.Context, options) error
@@ -60,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ec2-net-utils-lab: %v\n", err)
 		return 1
+	}
+	if _, err := lookupBackend(*backend); err != nil {
+		fmt.Fprintf(stderr, "ec2-net-utils-lab: %v\n", err)
+		return 2
 	}
 	o.agent, o.backend, o.repo, o.out, o.verbose = abs, *backend, *repo, stdout, *verbose
 	if err := cmd(ctx, o); err != nil {

@@ -62,7 +62,14 @@ func (s *session) setup(agent, refresh string) error {
 	if err := s.l.WriteInstanceFile("/etc/ec2-net-utils.conf", config, 0o644); err != nil {
 		return err
 	}
+	lb, err := lookupBackend(s.o.backend)
+	if err != nil {
+		return err
+	}
 	for _, e := range []lab.ENISpec{ens5, ens6} {
+		if e.Name != ens5.Name && lb.agentLeases {
+			continue // the agent starts its dhclient
+		}
 		if err := s.waitAddr(e.Name, e.PrivateIPs[0]+"/24"); err != nil {
 			return err
 		}
@@ -72,7 +79,13 @@ func (s *session) setup(agent, refresh string) error {
 		return err
 	}
 	s.agent = p
-	return s.waitLog("ready: first reconcile done")
+	if err := s.waitLog("ready: first reconcile done"); err != nil {
+		return err
+	}
+	if lb.agentLeases {
+		return s.waitAddr(ens6.Name, ens6.PrivateIPs[0]+"/24")
+	}
+	return nil
 }
 
 func (s *session) close() {

@@ -57,6 +57,7 @@ func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backe
 	}
 	opts.Config = cfg
 	opts.Logger = log
+	opts.Netlink = a.kernel
 	a.selection = backends.Select(ctx, opts)
 	if a.selection.Backend != nil {
 		log.Debug("backend selected", "backend", a.selection.Backend.Name(), "why", a.selection.Reason)
@@ -69,11 +70,13 @@ func (a *agent) Close() {
 	a.nl.Close()
 }
 
-func (a *agent) reconciler() (*reconcile.Reconciler, error) {
+func (a *agent) reconciler(opts ...reconcile.Option) (*reconcile.Reconciler, error) {
 	if a.selection.Backend == nil {
-		return nil, a.selection.Err
+		// No manager to drive is for a human to fix (install one, or set backend): exit 2, which
+		// the unit does not restart in a loop.
+		return nil, usageError{a.selection.Err}
 	}
-	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log), nil
+	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, opts...), nil
 }
 
 // currentPlan reads IMDS and the links once and plans, without touching anything.
@@ -86,5 +89,10 @@ func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
 	if err != nil {
 		return core.Plan{}, fmt.Errorf("list links: %w", err)
 	}
-	return core.NewPlan(inst, links, a.cfg.PlanOptions()), nil
+	plan := core.NewPlan(inst, links, a.cfg.PlanOptions())
+	if adj, ok := a.selection.Backend.(core.PlanAdjuster); ok {
+		// What the daemon would apply: the manager's per-interface settings (ifcfg's knobs) included.
+		plan = adj.AdjustPlan(plan)
+	}
+	return plan, nil
 }

@@ -30,7 +30,11 @@ prints what would change and changes nothing.`,
 				return err
 			}
 			defer a.Close()
-			r, err := a.reconciler()
+			var opts []reconcile.Option
+			if dryRun {
+				opts = append(opts, reconcile.DryRun())
+			}
+			r, err := a.reconciler(opts...)
 			if err != nil {
 				return err
 			}
@@ -38,7 +42,9 @@ prints what would change and changes nothing.`,
 			if err != nil {
 				return err
 			}
-			if !dryRun {
+			// Right after a change the manager is still applying it: a rule missing now is not
+			// missing for long, and restoring it would race the manager.
+			if !res.Changes.Changed() {
 				if _, err := r.RestoreRules(); err != nil {
 					return err
 				}

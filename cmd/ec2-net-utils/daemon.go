@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netns"
 
@@ -46,7 +47,7 @@ stops cleanly on SIGTERM.`,
 			}
 			log.Info("started", "version", version, "backend", a.selection.Name(), "why", a.selection.Reason,
 				"refresh_interval", cfg.RefreshInterval)
-			err = r.Run(ctx, triggers(ctx.Done(), events), reconcile.LoopOptions{
+			err = r.Run(ctx, triggers(ctx.Done(), events, log), reconcile.LoopOptions{
 				RefreshInterval:     cfg.RefreshInterval,
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
@@ -66,7 +67,7 @@ stops cleanly on SIGTERM.`,
 }
 
 // triggers turns netlink events into work for the reconcile loop.
-func triggers(done <-chan struct{}, events <-chan netlinkx.Event) <-chan reconcile.Trigger {
+func triggers(done <-chan struct{}, events <-chan netlinkx.Event, log hclog.Logger) <-chan reconcile.Trigger {
 	out := make(chan reconcile.Trigger, 64)
 	go func() {
 		defer close(out)
@@ -82,6 +83,9 @@ func triggers(done <-chan struct{}, events <-chan netlinkx.Event) <-chan reconci
 			case netlinkx.RuleRemoved:
 				t = reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}
 			case netlinkx.Resync:
+				if ev.Err != nil {
+					log.Warn("netlink events may have been lost; re-reading everything", "error", ev.Err)
+				}
 				t = reconcile.Trigger{Kind: reconcile.Resync}
 			default:
 				continue

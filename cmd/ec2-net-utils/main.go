@@ -79,6 +79,15 @@ ifcfg/dhclient, whichever the distribution runs.`,
 	pf.StringVar(&g.imdsEndpoint, "imds-endpoint", "", "IMDS endpoint URL, overriding the configuration (e.g. http://127.0.0.1:8080 for a fake)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: trace, debug, info, warn, error (overrides log_level)")
 	pf.StringVar(&g.backend, "backend", "", "backend: auto, networkd, networkmanager, ifcfg (overrides backend)")
+	// Shell completion (the `completion` command cobra adds) offers the accepted values.
+	for flag, values := range map[string][]string{
+		"backend":   {conf.BackendAuto, conf.BackendNetworkd, conf.BackendNetworkManager, conf.BackendIfcfg},
+		"log-level": {"trace", "debug", "info", "warn", "error"},
+	} {
+		if err := root.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)); err != nil {
+			panic(err) // a flag name typo: every test would hit it
+		}
+	}
 
 	root.AddCommand(
 		newPlanCommand(g),

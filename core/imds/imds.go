@@ -92,6 +92,12 @@ type Client struct {
 	opts     Options
 	log      hclog.Logger
 	requests atomic.Int64
+
+	// pendingSince remembers when each not-propagated MAC was first seen, so that an ENI which
+	// never completes (no addresses, a key that keeps answering 404) is waited for once, for
+	// PropagationTimeout, and not again on every later read.
+	mu           sync.Mutex
+	pendingSince map[string]time.Time
 }
 
 // New builds a client. It sends nothing: the first request goes out with the first read.
@@ -210,7 +216,7 @@ func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 	}
 	wait := min(50*time.Millisecond, c.opts.MaxBackoff)
 	for {
-		pending := r.notPropagated(inst)
+		pending := c.worthWaitingFor(r.notPropagated(inst), reuse != nil)
 		if len(pending) == 0 {
 			return inst, nil
 		}
@@ -231,6 +237,29 @@ func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 			return core.Instance{}, err
 		}
 	}
+}
+
+// worthWaitingFor returns the not-propagated MACs a read should wait for: none on a refresh
+// (the next one retries soon anyway), otherwise those first seen pending less than
+// PropagationTimeout ago. It forgets MACs that are no longer pending.
+func (c *Client) worthWaitingFor(pending []string, refresh bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	since := make(map[string]time.Time, len(pending))
+	var wait []string
+	for _, mac := range pending {
+		first, seen := c.pendingSince[mac]
+		if !seen {
+			first = now
+		}
+		since[mac] = first
+		if !refresh && now.Sub(first) < c.opts.PropagationTimeout {
+			wait = append(wait, mac)
+		}
+	}
+	c.pendingSince = since
+	return wait
 }
 
 // reading is one read in progress: the raw keys, and which listed keys answered 404.

@@ -508,3 +508,27 @@ func TestRequestCountsMultiCard(t *testing.T) {
 		t.Errorf("reuse changed the snapshot:\n%s", diff)
 	}
 }
+
+// An ENI that never completes is waited for once. Later reads (a refresh, or a full read for
+// another attach) return at once with it still a problem, so one broken ENI cannot stall the
+// daemon for PropagationTimeout on every pass.
+func TestANeverPropagatingENIIsWaitedForOnlyOnce(t *testing.T) {
+	l := startFake(t, "imds-dual-stack.json")
+	l.fake.NotFoundUntil(secondaryMAC+"/device-number", 1_000_000)
+	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 500 * time.Millisecond })
+	start := time.Now()
+	first := snapshot(t, c, nil)
+	if waited := time.Since(start); waited < 500*time.Millisecond || len(first.Problems) != 1 {
+		t.Fatalf("first read waited %v with problems %v; want the full propagation wait and one problem", waited, first.Problems)
+	}
+	for _, reuse := range []*core.Instance{nil, &first} {
+		before := c.Requests()
+		inst := snapshot(t, c, reuse)
+		// Without waiting, the read is exactly one pass over the MAC directories: no re-reads
+		// of the pending ENI. (Counting requests, not time, keeps the test free of timing.)
+		if len(inst.Problems) != 1 || c.Requests()-before > 20 {
+			t.Errorf("read (reuse=%v) sent %d requests, problems %v; want one pass and the problem kept",
+				reuse != nil, c.Requests()-before, inst.Problems)
+		}
+	}
+}

@@ -69,10 +69,18 @@ func (o *LoopOptions) defaults() {
 // run on this goroutine, so work on an interface is never concurrent with other work.
 func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOptions) error {
 	o.defaults()
+	lastErr := ""
 	run := func(p Pass) Result {
 		res, err := r.Once(ctx, p)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() == nil && err.Error() != lastErr:
 			r.log.Error("reconcile failed", "reason", p.Reason, "error", err)
+			lastErr = err.Error()
+		case err != nil:
+			r.log.Debug("reconcile failed again", "reason", p.Reason, "error", err)
+		case lastErr != "":
+			r.log.Info("reconcile succeeded again", "reason", p.Reason)
+			lastErr = ""
 		}
 		if o.OnPass != nil {
 			o.OnPass(p, res, err)
@@ -89,6 +97,7 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 	refresh := time.NewTicker(o.RefreshInterval)
 	defer refresh.Stop()
 	refreshes := 0
+	eventsLost := false // without link events, every refresh must read IMDS in full
 
 	var (
 		settle      *time.Timer
@@ -139,18 +148,26 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			return nil
 		case t, ok := <-triggers:
 			if !ok {
-				triggers = nil // netlink gone: keep refreshing on the timer
+				r.log.Warn("netlink events stopped; attach and detach are picked up by the refresh from now on")
+				triggers, eventsLost = nil, true
 				continue
 			}
 			switch t.Kind {
 			case LinkAdded:
+				if !r.mayBeENI(t.Link) {
+					continue // container veths, bridges, tunnels: not worth an IMDS read
+				}
 				// Re-read everything: a re-attached ENI keeps its MAC but may get another device
 				// number, and a new one must not be planned from stale keys.
 				schedule(Pass{Reason: "link added " + t.Link.Name, Fetch: true, Full: true})
 			case LinkRenamed:
-				schedule(Pass{Reason: "link renamed " + t.Link.Name})
+				if r.mayBeENI(t.Link) || r.Planned(t.Link.MAC) {
+					schedule(Pass{Reason: "link renamed " + t.Link.Name})
+				}
 			case LinkRemoved:
-				schedule(Pass{Reason: "link removed " + t.Link.Name})
+				if r.Planned(t.Link.MAC) {
+					schedule(Pass{Reason: "link removed " + t.Link.Name})
+				}
 			case Resync:
 				schedule(Pass{Reason: "resync", Fetch: true, Full: true})
 			case RuleRemoved:
@@ -172,7 +189,7 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			}
 		case <-refresh.C:
 			refreshes++
-			full := refreshes%o.FullRefreshEvery == 0
+			full := eventsLost || refreshes%o.FullRefreshEvery == 0
 			res := run(Pass{Reason: "refresh", Fetch: true, Full: full})
 			// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so
 			// only full refreshes dump the rules to check: two netlink dumps per refresh are most

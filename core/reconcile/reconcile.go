@@ -45,15 +45,29 @@ type Reconciler struct {
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
 	applied *appliedState
-	pending  string // fingerprint of the last logged pending list, so it is logged once per change
+	// staleRules are rules of detached ENIs still to delete; kept until a delete succeeds.
+	staleRules []core.Rule
+	noted      string // fingerprint of the last logged pending list and warnings: logged once per change
+	dryRun     bool
 }
 
+// Option configures a Reconciler.
+type Option func(*Reconciler)
+
+// DryRun makes the reconciler change nothing in the kernel itself (altnames, rules); combine it
+// with a dry-run backend for `apply --dry-run`.
+func DryRun() Option { return func(r *Reconciler) { r.dryRun = true } }
+
 // New returns a Reconciler.
-func New(imds Snapshotter, kernel Kernel, backend core.Backend, opts core.PlanOptions, log hclog.Logger) *Reconciler {
+func New(imds Snapshotter, kernel Kernel, backend core.Backend, opts core.PlanOptions, log hclog.Logger, options ...Option) *Reconciler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Reconciler{imds: imds, kernel: kernel, backend: backend, opts: opts, log: log}
+	r := &Reconciler{imds: imds, kernel: kernel, backend: backend, opts: opts, log: log}
+	for _, o := range options {
+		o(r)
+	}
+	return r
 }
 
 // Pass says what a reconcile pass may skip.
@@ -109,13 +123,24 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		plan = a.AdjustPlan(plan)
 	}
 	res.Plan = plan
-	r.logPending(plan)
+	r.noteOnce(plan)
+
+	var cleanupErr error
+	r.staleRules = append(r.staleRules, r.detachedRules(plan, links)...)
+	if !r.dryRun && len(r.staleRules) > 0 {
+		if err := r.kernel.DeleteRules(r.staleRules); err != nil {
+			cleanupErr = fmt.Errorf("remove rules of detached ENIs (will retry): %w", err)
+		} else {
+			r.log.Info("removed rules of detached ENIs", "rules", fmtRules(r.staleRules))
+			r.staleRules = nil
+		}
+	}
 
 	if !pass.Full && r.applied.same(plan, links) {
 		r.lastPlan = &plan
 		r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
 			"changed", false, "backend", "skipped: same plan and links as the last apply")
-		return res, imdsErr
+		return res, errors.Join(imdsErr, cleanupErr)
 	}
 	changes, err := r.backend.Apply(ctx, plan, links)
 	res.Changes = changes
@@ -129,24 +154,27 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 			"written", strings.Join(changes.Written, " "), "removed", strings.Join(changes.Removed, " "),
 			"reloads", changes.Reloads)
 	}
-	var errs []error
-	if imdsErr != nil {
-		errs = append(errs, imdsErr)
-	}
+	errs := []error{imdsErr, cleanupErr}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s backend: %w", r.backend.Name(), err))
 	}
 
-	if removed, err := r.removeDetachedRules(plan, links); err != nil {
-		errs = append(errs, err)
-	} else if len(removed) > 0 {
-		r.log.Info("removed rules of detached ENIs", "rules", fmtRules(removed))
+	if !r.dryRun {
+		res.AltnamesAdded = r.ensureAltnames(plan, links)
 	}
+	r.lastPlan = &plan
+	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
+		"changed", changes.Changed())
+	return res, errors.Join(errs...)
+}
 
+// ensureAltnames gives every planned link its altnames and returns the ones it added.
+func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string {
 	byName := make(map[string]core.Link, len(links))
 	for _, l := range links {
 		byName[l.Name] = l
 	}
+	var all []string
 	for _, ifc := range plan.Interfaces {
 		added, err := r.kernel.EnsureAltnames(byName[ifc.Name], ifc.Altnames)
 		if err != nil {
@@ -156,13 +184,10 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		}
 		if len(added) > 0 {
 			r.log.Info("altnames added", "iface", ifc.Name, "altnames", strings.Join(added, " "))
-			res.AltnamesAdded = append(res.AltnamesAdded, added...)
+			all = append(all, added...)
 		}
 	}
-	r.lastPlan = &plan
-	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
-		"changed", changes.Changed())
-	return res, errors.Join(errs...)
+	return all
 }
 
 type appliedState struct {
@@ -177,7 +202,7 @@ func (a *appliedState) same(plan core.Plan, links []core.Link) bool {
 // RestoreRules re-adds source rules of the current plan that someone deleted. The backend's
 // manager would only restore them at its next reconfiguration, which may never come.
 func (r *Reconciler) RestoreRules() ([]core.Rule, error) {
-	if r.lastPlan == nil {
+	if r.lastPlan == nil || r.dryRun {
 		return nil, nil
 	}
 	var want []core.Rule
@@ -194,34 +219,42 @@ func (r *Reconciler) RestoreRules() ([]core.Rule, error) {
 	return added, nil
 }
 
-// removeDetachedRules deletes the rules the previous plan had for interfaces whose link is gone,
-// unless the new plan still uses that table (the ENI came back under another name). The manager
-// normally removes them with the link, but not a rule we restored: to it, that rule is foreign.
-func (r *Reconciler) removeDetachedRules(plan core.Plan, links []core.Link) ([]core.Rule, error) {
+// detachedRules are the rules the previous plan had for interfaces whose link is gone and that
+// the new plan does not have (compared rule by rule: another ENI may take over the same table).
+// The manager normally removes them with the link, but not a rule we restored: to it, that rule
+// is foreign.
+func (r *Reconciler) detachedRules(plan core.Plan, links []core.Link) []core.Rule {
 	if r.lastPlan == nil {
-		return nil, nil
+		return nil
 	}
 	present := make(map[int]bool, len(links))
 	for _, l := range links {
 		present[l.Index] = true
 	}
-	tables := make(map[int]bool, len(plan.Interfaces))
+	planned := map[core.Rule]bool{}
 	for _, ifc := range plan.Interfaces {
-		tables[ifc.Table] = true
+		for _, rule := range ifc.Rules {
+			planned[rule] = true
+		}
 	}
 	var stale []core.Rule
 	for _, ifc := range r.lastPlan.Interfaces {
-		if !present[ifc.Index] && !tables[ifc.Table] {
-			stale = append(stale, ifc.Rules...)
+		if present[ifc.Index] {
+			continue
+		}
+		for _, rule := range ifc.Rules {
+			if !planned[rule] && !slices.Contains(r.staleRules, rule) {
+				stale = append(stale, rule)
+			}
 		}
 	}
-	if len(stale) == 0 {
-		return nil, nil
-	}
-	if err := r.kernel.DeleteRules(stale); err != nil {
-		return nil, fmt.Errorf("remove rules of detached ENIs: %w", err)
-	}
-	return stale, nil
+	return stale
+}
+
+// mayBeENI reports whether a new link could be an ENI: its driver is an ENI driver, or its
+// driver is not known yet (a lookup that raced a rename) on a device that is not virtual.
+func (r *Reconciler) mayBeENI(l core.Link) bool {
+	return slices.Contains(r.opts.Drivers, l.Driver) || (l.Driver == "" && l.Kind == "")
 }
 
 // Planned reports whether the current plan configures a link with this MAC.
@@ -232,17 +265,24 @@ func (r *Reconciler) Planned(mac string) bool {
 	return slices.ContainsFunc(r.lastPlan.Interfaces, func(i core.InterfacePlan) bool { return i.MAC == mac })
 }
 
-func (r *Reconciler) logPending(p core.Plan) {
+// noteOnce logs pending ENIs (with a link) and plan warnings when they change, not every pass.
+func (r *Reconciler) noteOnce(p core.Plan) {
 	var b strings.Builder
 	for _, pe := range p.Pending {
 		fmt.Fprintf(&b, "%s %s: %s; ", pe.MAC, pe.Name, pe.Reason)
 	}
-	if fp := b.String(); fp != r.pending {
-		r.pending = fp
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "%s; ", w)
+	}
+	if fp := b.String(); fp != r.noted {
+		r.noted = fp
 		for _, pe := range p.Pending {
 			if pe.Name != "" { // an ENI in IMDS without a link is normal (detaching, or another netns)
 				r.log.Info("ENI not configured", "iface", pe.Name, "mac", pe.MAC, "reason", pe.Reason)
 			}
+		}
+		for _, w := range p.Warnings {
+			r.log.Warn(w)
 		}
 	}
 }

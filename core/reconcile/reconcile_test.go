@@ -36,11 +36,12 @@ func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Insta
 }
 
 type fakeKernel struct {
-	mu       sync.Mutex
-	links    []core.Link
-	ensured  []time.Time
-	deleted  []core.Rule
-	altnames map[string][]string
+	mu        sync.Mutex
+	links     []core.Link
+	ensured   []time.Time
+	deleted   []core.Rule
+	deleteErr error
+	altnames  map[string][]string
 }
 
 func (k *fakeKernel) Links() ([]core.Link, error) {
@@ -75,6 +76,9 @@ func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
 func (k *fakeKernel) DeleteRules(rules []core.Rule) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.deleteErr != nil {
+		return k.deleteErr
+	}
 	k.deleted = append(k.deleted, rules...)
 	return nil
 }
@@ -209,7 +213,11 @@ func TestRuleRestoresAreRateLimited(t *testing.T) {
 	<-ready
 	ours := Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 10001, Table: 10001}}
 	foreign := Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 1536, Table: 10001}}
-	triggers <- foreign
+	triggers <- foreign // alone: a foreign rule's removal is none of our business
+	time.Sleep(400 * time.Millisecond)
+	if n := len(kernel.ensures()); n != 0 {
+		t.Fatalf("a foreign rule's removal caused %d restore(s)", n)
+	}
 	triggers <- ours
 	triggers <- ours // within the same settle window: one restore
 	waitUntil(t, func() bool { return len(kernel.ensures()) == 1 })
@@ -259,5 +267,73 @@ func TestUnchangedRefreshSkipsTheBackendButFullPassesApply(t *testing.T) {
 	}
 	if len(backend.plans) != 3 {
 		t.Errorf("backend applied %d times, want 3: a full pass and a link change always apply", len(backend.plans))
+	}
+}
+
+func TestFailedDeleteOfDetachedRulesIsRetried(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	kernel.links = kernel.links[:1]
+	kernel.deleteErr = errors.New("netlink busy")
+	if _, err := r.Once(ctx, Pass{Reason: "link removed ens6"}); err == nil {
+		t.Fatal("a failed delete was not reported")
+	}
+	kernel.deleteErr = nil
+	if _, err := r.Once(ctx, Pass{Reason: "refresh", Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(kernel.deleted) != 1 || kernel.deleted[0].From != netip.MustParsePrefix("10.0.1.10/32") {
+		t.Errorf("deleted %v, want ens6's rule deleted on the retry", kernel.deleted)
+	}
+}
+
+func TestAnotherENIInTheSameSlotDoesNotInheritTheOldRules(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Fetch: true}); err != nil {
+		t.Fatal(err)
+	}
+	// ens6 detached; a different ENI is attached as device 1 (same table) with another address.
+	next := twoENIs()
+	next.ENIs[1].MAC = "02:00:00:00:07:07"
+	next.ENIs[1].LocalIPv4s = []netip.Addr{netip.MustParseAddr("10.0.1.99")}
+	imds.answers = []answer{{inst: next}}
+	kernel.links = []core.Link{twoLinks()[0], {Name: "ens7", Index: 7, MAC: "02:00:00:00:07:07", Driver: "ena"}}
+	if _, err := r.Once(ctx, Pass{Fetch: true, Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.10/32"), Table: 10001, Priority: 10001}}
+	if !slices.Equal(kernel.deleted, want) {
+		t.Errorf("deleted %v, want the departed ENI's rule %v", kernel.deleted, want)
+	}
+}
+
+func TestOnlyLinksThatMayBeENIsWakeTheLoop(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	r := New(imds, &fakeKernel{links: twoLinks()}, &fakeBackend{}, core.DefaultPlanOptions(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	triggers := make(chan Trigger)
+	passes := make(chan Pass, 8)
+	ready := make(chan struct{})
+	go func() {
+		_ = r.Run(ctx, triggers, LoopOptions{RefreshInterval: time.Hour, Ready: func() { close(ready) },
+			OnPass: func(p Pass, _ Result, _ error) { passes <- p }})
+	}()
+	<-ready
+	<-passes // start
+	triggers <- Trigger{Kind: LinkAdded, Link: core.Link{Name: "veth1a2b", Index: 40, MAC: "6a:00:00:00:00:01", Driver: "veth", Kind: "veth"}}
+	triggers <- Trigger{Kind: LinkRemoved, Link: core.Link{Name: "veth1a2b", Index: 40, MAC: "6a:00:00:00:00:01", Driver: "veth", Kind: "veth"}}
+	triggers <- Trigger{Kind: LinkAdded, Link: core.Link{Name: "ens9", Index: 41, MAC: "02:00:00:00:09:09", Driver: "ena"}}
+	p := <-passes
+	if p.Reason != "link added ens9" || !p.Full {
+		t.Errorf("pass %+v, want a full pass for ens9 only (the container veth must not wake the loop)", p)
 	}
 }

@@ -4,6 +4,7 @@ package dbustest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,13 +50,17 @@ func Start(t testing.TB) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+	// The socket file appears at bind(), before listen(): a connection in between is refused.
+	// Wait until one is accepted.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("dbus-daemon did not create its socket within 5s")
+			t.Fatalf("dbus-daemon did not accept connections within 5s: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

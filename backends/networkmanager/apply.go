@@ -1,0 +1,488 @@
+package networkmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gonm "github.com/Wifx/gonetworkmanager/v3"
+	"github.com/godbus/dbus/v5"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// Options configure a Backend. Zero fields take the defaults.
+type Options struct {
+	// Bus is the system bus connection to NetworkManager; the caller owns and closes it.
+	Bus *dbus.Conn
+	// Persist saves the agent's profiles to /etc/NetworkManager/system-connections. Off (the
+	// default) they live in memory (/run), so every boot regenerates them from IMDS and a
+	// detached ENI leaves nothing behind.
+	Persist bool
+	Logger  hclog.Logger
+	// DryRun computes what Apply would change (for `apply --dry-run` and `plan`) and changes
+	// nothing; it still reads NM's state. Changes.Reloads counts the Reapply or activation calls
+	// it would make.
+	DryRun bool
+	// DeviceWait bounds how long Apply waits for NM to pick up a link the kernel already has
+	// (right after a hot attach). Default DefaultDeviceWait.
+	DeviceWait time.Duration
+}
+
+// DefaultDeviceWait is long enough for NM to notice and manage a new link (under 0.1 s in the
+// lab) and short enough not to hold up the other ENIs when NM never will.
+const DefaultDeviceWait = 3 * time.Second
+
+// devicePoll is the interval of that wait.
+const devicePoll = 20 * time.Millisecond
+
+// reapplyTries bounds the GetAppliedConnection/Reapply retries when the applied connection
+// changes between the two calls (NM itself or another client reapplied), as nm-cloud-setup does.
+const reapplyTries = 3
+
+// reapplyPreserveExternalIP is NM_DEVICE_REAPPLY_FLAGS_PRESERVE_EXTERNAL_IP (NM 1.42): without it
+// Reapply deletes every address and route on the device that NM did not add — the kernel's IPv6
+// link-local address, a user's `ip addr add` — which is not the agent's to remove.
+const reapplyPreserveExternalIP = uint32(0x1)
+
+// Backend configures ENIs through NetworkManager. It is safe for concurrent use; Apply calls are
+// serialised.
+type Backend struct {
+	api        nmAPI
+	persist    bool
+	dryRun     bool
+	log        hclog.Logger
+	deviceWait time.Duration
+
+	mu sync.Mutex
+	// reapplyFlags is decided from NM's version at the first Apply; nil until then.
+	reapplyFlags *uint32
+	// noted remembers, per interface, the condition last logged for it (unmanaged, skipped,
+	// waiting for a user's profile), so that each is logged once and not on every refresh.
+	noted map[string]string
+}
+
+var _ core.Backend = (*Backend)(nil)
+
+// New returns a NetworkManager backend talking to NM over opts.Bus.
+func New(opts Options) *Backend { return newBackend(dbusNM{conn: opts.Bus}, opts) }
+
+func newBackend(api nmAPI, opts Options) *Backend {
+	b := &Backend{api: api, persist: opts.Persist, dryRun: opts.DryRun, log: opts.Logger,
+		deviceWait: opts.DeviceWait, noted: map[string]string{}}
+	if b.log == nil {
+		b.log = hclog.NewNullLogger()
+	}
+	if b.deviceWait <= 0 {
+		b.deviceWait = DefaultDeviceWait
+	}
+	return b
+}
+
+// Name implements core.Backend.
+func (b *Backend) Name() string { return "networkmanager" }
+
+// Apply implements core.Backend. For each planned ENI it makes NetworkManager run the plan:
+//
+//   - ENI running the agent's profile: the profile is updated if it differs (Update2), and the
+//     device takes the change with Reapply and the applied connection's version id — never a
+//     reactivation, so the DHCP lease and open connections stay.
+//   - ENI running a profile of the user's: the plan's routing is added to that profile's applied
+//     connection (see Merge) with Reapply; the profile itself is not touched. A profile tagged
+//     org.ec2-net-utils.skip=yes is left alone.
+//   - ENI running the packaged base profile (DHCP only): the agent's profile is created and
+//     activated in its place, once.
+//   - ENI running nothing: the agent's profile is created and, unless the device's autoconnect
+//     is off (`nmcli device disconnect`), activated; if a user's profile is waiting for the ENI,
+//     nothing is done until NM or the user activates it.
+//
+// It deletes the agent's profiles whose ENI is gone (detach), without any reload. A failure on
+// one interface is reported and the others are still applied.
+func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Changes, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	var ch core.Changes
+	if err := b.init(ctx); err != nil {
+		return ch, err
+	}
+	list, err := b.api.Profiles(ctx)
+	if err != nil {
+		return ch, fmt.Errorf("networkmanager: list profiles: %w", err)
+	}
+	st := newNMState(list)
+
+	present := make(map[string]bool, len(links)+len(plan.Interfaces))
+	for _, l := range links {
+		present[l.MAC] = true
+	}
+	for _, p := range plan.Interfaces {
+		present[p.MAC] = true // planned means present, even if the caller's link list missed it
+	}
+
+	var errs []error
+	cancelled := false
+	for _, p := range plan.Interfaces {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("networkmanager: apply stopped before %s: %w", p.Name, err))
+			cancelled = true
+			break
+		}
+		if err := b.applyInterface(ctx, p, st, &ch); err != nil {
+			errs = append(errs, fmt.Errorf("networkmanager: %s: %w", p.Name, err))
+		}
+	}
+	if !cancelled {
+		errs = append(errs, b.removeDetached(ctx, st, present, &ch)...)
+	}
+	return ch, errors.Join(errs...)
+}
+
+// init decides, once, what NM can do.
+func (b *Backend) init(ctx context.Context) error {
+	if b.reapplyFlags != nil {
+		return nil
+	}
+	v, err := b.api.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("networkmanager: ask NetworkManager its version: %w", err)
+	}
+	flags := uint32(0)
+	if versionAtLeast(v, 1, 42) {
+		flags = reapplyPreserveExternalIP
+	} else {
+		b.log.Warn("NetworkManager older than 1.42: a Reapply also removes addresses and routes it did not add",
+			"version", v)
+	}
+	b.reapplyFlags = &flags
+	b.log.Debug("NetworkManager", "version", v, "reapply_flags", flags)
+	return nil
+}
+
+// runs says which kind of profile a device runs.
+type runs int
+
+const (
+	runsNone runs = iota
+	runsOurs
+	runsBase
+	runsForeign
+)
+
+func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *nmState, ch *core.Changes) error {
+	dev, err := b.device(ctx, p.Name)
+	if err != nil {
+		return err
+	}
+	if dev.State <= gonm.NmDeviceStateUnmanaged {
+		b.note(p.Name, "unmanaged", "NetworkManager does not manage this ENI (see unmanaged-devices in NetworkManager.conf); leaving it alone")
+		return nil
+	}
+	ours := st.ours[p.MAC]
+	kind, active, err := st.classify(dev, ours)
+	if err != nil {
+		return err
+	}
+	obs, err := b.observe(ctx, p, dev)
+	if err != nil {
+		return err
+	}
+
+	switch {
+	case kind == runsForeign && Skipped(active.Settings):
+		b.note(p.Name, "skip", "the ENI runs a profile tagged "+TagSkip+"=yes; leaving it alone", "profile", profileName(active))
+		return nil
+	case kind == runsForeign:
+		if ours != nil {
+			// A user's profile took over the ENI; ours would compete with it at the next activation.
+			if err := b.deleteProfile(ctx, ours, ch); err != nil {
+				return err
+			}
+			delete(st.ours, p.MAC)
+		}
+		return b.mergeApplied(ctx, p, dev, active, obs, ch)
+	case kind == runsBase && st.foreignAvailable(dev, ours):
+		// A user's profile is waiting for this ENI; until it takes over, route the base's lease.
+		return b.mergeApplied(ctx, p, dev, active, obs, ch)
+	case kind == runsNone && st.foreignAvailable(dev, ours):
+		b.note(p.Name, "waiting", "a profile of the user's can run on this ENI; waiting for NetworkManager or the user to activate it")
+		return nil
+	}
+	b.note(p.Name, "", "")
+
+	want := Render(p, obs)
+	id := ProfileID(p.Name)
+	if ours == nil {
+		var on dbus.ObjectPath
+		if kind == runsBase || (dev.Autoconnect && dev.State >= gonm.NmDeviceStateDisconnected) {
+			on = dev.Path
+		}
+		if !b.dryRun {
+			if _, err := b.api.AddProfile(ctx, want, b.persist, on); err != nil {
+				return fmt.Errorf("add profile %s: %w", id, err)
+			}
+		}
+		ch.Written = append(ch.Written, id)
+		if on != "" {
+			ch.Reloads++
+		}
+		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.dryRun)
+		return nil
+	}
+
+	if err := b.ensureProfile(ctx, p, ours, want, ch); err != nil {
+		return err
+	}
+	switch kind {
+	case runsOurs:
+		if dev.State == gonm.NmDeviceStateActivated {
+			return b.reapplyOwn(ctx, p, dev, want, ch)
+		}
+		// Still activating: the device takes the profile as it is now; a later pass compares again.
+	case runsBase:
+		if !b.dryRun {
+			if err := b.api.Activate(ctx, ours.Path, dev.Path); err != nil {
+				return fmt.Errorf("activate %s: %w", id, err)
+			}
+		}
+		ch.Reloads++
+		b.log.Debug("activated profile in place of the base profile", "iface", p.Name, "profile", id, "dry_run", b.dryRun)
+	case runsNone:
+		// NM's autoconnect decides: the profile may have been taken down on purpose.
+	}
+	return nil
+}
+
+// device looks the interface up in NM, waiting a bounded time for NM to pick up a link the
+// kernel just got (hot attach) and, once per interface, for it to leave the unmanaged state it
+// starts in.
+func (b *Backend) device(ctx context.Context, iface string) (device, error) {
+	deadline := time.Now().Add(b.deviceWait)
+	for {
+		d, err := b.api.Device(ctx, iface)
+		settled := err == nil && (d.State > gonm.NmDeviceStateUnmanaged || b.noted[iface] == "unmanaged")
+		if settled || (err != nil && !errors.Is(err, errUnknownDevice)) || time.Now().After(deadline) {
+			return d, err
+		}
+		select {
+		case <-ctx.Done():
+			return d, ctx.Err()
+		case <-time.After(devicePoll):
+		}
+	}
+}
+
+// observe reads what the plan needs from NM: the IPv6 router, when the plan routes through it.
+func (b *Backend) observe(ctx context.Context, p core.InterfacePlan, dev device) (Observed, error) {
+	var o Observed
+	if !hasRARoute(p) {
+		return o, nil
+	}
+	gw, err := b.api.Gateway6(ctx, dev.Ip6Config)
+	if err != nil {
+		return o, fmt.Errorf("read the IPv6 router: %w", err)
+	}
+	o.RAGateway6 = gw
+	return o, nil
+}
+
+// ensureProfile updates the agent's profile when it differs from want, or lives on the wrong
+// side of persist (in memory ⇔ unsaved).
+func (b *Backend) ensureProfile(ctx context.Context, p core.InterfacePlan, ours *profile, want Settings, ch *core.Changes) error {
+	why := diff(want, ours.Settings)
+	unsaved, err := b.api.Unsaved(ctx, ours.Path)
+	if err != nil {
+		return err
+	}
+	if unsaved == b.persist {
+		why = "persist=" + strconv.FormatBool(b.persist)
+	}
+	if why == "" {
+		return nil
+	}
+	id := ProfileID(p.Name)
+	if !b.dryRun {
+		if err := b.api.UpdateProfile(ctx, ours.Path, want, b.persist); err != nil {
+			return fmt.Errorf("update profile %s: %w", id, err)
+		}
+	}
+	ch.Written = append(ch.Written, id)
+	b.log.Debug("updated profile", "iface", p.Name, "profile", id, "changed", why, "dry_run", b.dryRun)
+	return nil
+}
+
+// reapplyOwn makes the device take the agent's profile as it is now, if what it applies differs.
+func (b *Backend) reapplyOwn(ctx context.Context, p core.InterfacePlan, dev device, want Settings, ch *core.Changes) error {
+	return b.reapply(ctx, p, dev, ch, func(applied Settings) (Settings, string) {
+		return nil, diff(want, applied)
+	})
+}
+
+// mergeApplied adds the plan's routing to the applied connection of a profile the agent does not own.
+func (b *Backend) mergeApplied(ctx context.Context, p core.InterfacePlan, dev device, prof *profile, obs Observed, ch *core.Changes) error {
+	return b.reapply(ctx, p, dev, ch, func(applied Settings) (Settings, string) {
+		merged, skipped := Merge(applied, prof.Settings, p, obs)
+		if len(skipped) > 0 {
+			b.note(p.Name, "family", "the ENI's profile does not allow addresses for "+strings.Join(skipped, ", ")+
+				"; that part of the plan is not applied", "profile", profileName(prof))
+		}
+		return merged, routingDiff(merged, applied)
+	})
+}
+
+// reapply reads the applied connection, asks next what to reapply (nil: the profile) and why
+// ("" when nothing differs), and reapplies it with the version id it read, retrying when the
+// applied connection changed in between.
+func (b *Backend) reapply(ctx context.Context, p core.InterfacePlan, dev device, ch *core.Changes,
+	next func(applied Settings) (Settings, string)) error {
+	for range reapplyTries {
+		applied, version, err := b.api.Applied(ctx, dev.Path)
+		if errors.Is(err, errNotActive) {
+			return nil // deactivated meanwhile: the next activation applies the profile as it is
+		}
+		if err != nil {
+			return err
+		}
+		settings, why := next(applied)
+		if why == "" {
+			return nil
+		}
+		if !b.dryRun {
+			err = b.api.Reapply(ctx, dev.Path, settings, version, *b.reapplyFlags)
+			if errors.Is(err, errVersionMismatch) {
+				continue
+			}
+			if errors.Is(err, errNotActive) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reapply: %w", err)
+			}
+		}
+		if settings != nil {
+			ch.Written = append(ch.Written, AppliedName(p.Name))
+		}
+		ch.Reloads++
+		b.log.Debug("reapplied", "iface", p.Name, "changed", why, "own_profile", settings == nil, "dry_run", b.dryRun)
+		return nil
+	}
+	return fmt.Errorf("reapply: the applied connection changed %d times in a row", reapplyTries)
+}
+
+// AppliedName names, in Changes.Written, the applied connection of a profile the agent does not
+// own, changed on the device iface.
+func AppliedName(iface string) string { return "applied:" + iface }
+
+// removeDetached deletes the agent's profiles whose ENI is gone. NM forgot the device already;
+// deleting an inactive profile reloads nothing.
+func (b *Backend) removeDetached(ctx context.Context, st *nmState, present map[string]bool, ch *core.Changes) []error {
+	var errs []error
+	for _, mac := range sortedKeys(st.ours) {
+		if present[mac] {
+			continue
+		}
+		if err := b.deleteProfile(ctx, st.ours[mac], ch); err != nil {
+			errs = append(errs, fmt.Errorf("networkmanager: profile of detached ENI %s: %w", mac, err))
+		}
+	}
+	return errs
+}
+
+func (b *Backend) deleteProfile(ctx context.Context, prof *profile, ch *core.Changes) error {
+	name := profileName(prof)
+	if !b.dryRun {
+		if err := b.api.DeleteProfile(ctx, prof.Path); err != nil {
+			return fmt.Errorf("delete profile %s: %w", name, err)
+		}
+	}
+	ch.Removed = append(ch.Removed, name)
+	b.log.Debug("deleted profile", "profile", name, "dry_run", b.dryRun)
+	return nil
+}
+
+// note logs a condition of an interface once, until another one (or "", none) replaces it.
+func (b *Backend) note(iface, key, msg string, args ...any) {
+	if b.noted[iface] == key {
+		return
+	}
+	if key == "" {
+		delete(b.noted, iface)
+		return
+	}
+	b.noted[iface] = key
+	b.log.Warn(msg, append([]any{"iface", iface}, args...)...)
+}
+
+// nmState is the profile list of one Apply, indexed.
+type nmState struct {
+	byPath map[dbus.ObjectPath]*profile
+	// ours maps an ENI's MAC to the agent's profile for it.
+	ours map[string]*profile
+}
+
+func newNMState(list []profile) *nmState {
+	st := &nmState{byPath: make(map[dbus.ObjectPath]*profile, len(list)), ours: map[string]*profile{}}
+	for i := range list {
+		p := &list[i]
+		st.byPath[p.Path] = p
+		if Owned(p.Settings) {
+			mac, _ := profileMAC(p.Settings)
+			st.ours[mac] = p
+		}
+	}
+	return st
+}
+
+// classify says what the device runs. A device running a profile the list does not hold (added
+// since the list was read) is reported as an error: the next pass sees it.
+func (st *nmState) classify(dev device, ours *profile) (runs, *profile, error) {
+	if dev.Active == "" {
+		return runsNone, nil, nil
+	}
+	active := st.byPath[dev.Active]
+	switch {
+	case active == nil:
+		return runsNone, nil, fmt.Errorf("the device runs profile %s, which NetworkManager did not list", dev.Active)
+	case ours != nil && active.Path == ours.Path:
+		return runsOurs, active, nil
+	case IsBase(active.Settings):
+		return runsBase, active, nil
+	default:
+		return runsForeign, active, nil
+	}
+}
+
+// foreignAvailable reports whether a profile of the user's could run on the device.
+func (st *nmState) foreignAvailable(dev device, ours *profile) bool {
+	return slices.ContainsFunc(dev.Available, func(path dbus.ObjectPath) bool {
+		p := st.byPath[path]
+		return p != nil && (ours == nil || p.Path != ours.Path) && !IsBase(p.Settings) && !Owned(p.Settings)
+	})
+}
+
+func profileName(p *profile) string {
+	if id := stringValue(p.Settings, "connection", "id"); id != "" {
+		return id
+	}
+	return string(p.Path)
+}
+
+// versionAtLeast compares NM's "major.minor.micro" version.
+func versionAtLeast(v string, major, minor int) bool {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	maj, err1 := strconv.Atoi(parts[0])
+	mnr, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return maj > major || (maj == major && mnr >= minor)
+}

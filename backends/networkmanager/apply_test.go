@@ -1,0 +1,402 @@
+package networkmanager
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	gonm "github.com/Wifx/gonetworkmanager/v3"
+	"github.com/godbus/dbus/v5"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+// baseProfile is the packaged profile as NM loads it: no interface name, no MAC, the base tag.
+func baseProfile() Settings {
+	return Settings{
+		"connection": {"id": dbus.MakeVariant("ec2-net-utils-default"), "uuid": dbus.MakeVariant("bc0f863c-4ca4-4251-ac30-ba90643386e4"),
+			"type": dbus.MakeVariant("802-3-ethernet"), "multi-connect": dbus.MakeVariant(int32(3))},
+		"ipv4": {"method": dbus.MakeVariant("auto"), "route-metric": dbus.MakeVariant(int64(1024))},
+		"user": {"data": dbus.MakeVariant(map[string]string{TagBase: "yes"})},
+	}
+}
+
+// userProfile is a profile of the user's (cloud-init's) for one interface, with a rule of its own.
+func userProfile(iface string, data map[string]string) Settings {
+	rule := map[string]dbus.Variant{"family": dbus.MakeVariant(afInet), "priority": dbus.MakeVariant(uint32(200)),
+		"from": dbus.MakeVariant("192.0.2.10"), "from-len": dbus.MakeVariant(uint8(32)), "table": dbus.MakeVariant(uint32(200))}
+	s := Settings{
+		"connection": {"id": dbus.MakeVariant("cloud-init " + iface), "uuid": dbus.MakeVariant("1d0f4c55-7a7e-4c5e-9d2b-1b5c0e2f9a0" + iface[len(iface)-1:]),
+			"type": dbus.MakeVariant("802-3-ethernet"), "interface-name": dbus.MakeVariant(iface)},
+		"ipv4": {"method": dbus.MakeVariant("auto"), "routing-rules": dbus.MakeVariant([]map[string]dbus.Variant{rule})},
+		"ipv6": {"method": dbus.MakeVariant("auto")},
+	}
+	if data != nil {
+		s["user"] = map[string]dbus.Variant{"data": dbus.MakeVariant(data)}
+	}
+	return s
+}
+
+type fixture struct {
+	nm   *fakeNM
+	b    *Backend
+	base dbus.ObjectPath
+}
+
+// newFixture is NM right after boot: ens5 and ens6 present, both running the base profile.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{nm: newFakeNM()}
+	f.base = f.nm.addProfile(baseProfile(), false)
+	for _, p := range []core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()} {
+		f.nm.addDevice(p.Name, p.MAC)
+		f.nm.run(p.Name, f.base)
+	}
+	f.b = newBackend(f.nm, Options{Logger: testLogger(t), DeviceWait: 50 * time.Millisecond})
+	return f
+}
+
+func (f *fixture) apply(t *testing.T, plans ...core.InterfacePlan) core.Changes {
+	t.Helper()
+	ch, err := f.b.Apply(context.Background(), core.Plan{Interfaces: plans}, linksOf(plans))
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return ch
+}
+
+// calls returns the calls recorded since the last one and forgets them.
+func (f *fixture) calls() []string {
+	c := f.nm.calls
+	f.nm.calls = nil
+	return c
+}
+
+func linksOf(plans []core.InterfacePlan) []core.Link {
+	var links []core.Link
+	for _, p := range plans {
+		links = append(links, core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC, Driver: "ena"})
+	}
+	return links
+}
+
+func wantCalls(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("calls to NetworkManager (-want +got):\n%s", diff)
+	}
+}
+
+func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
+	f := newFixture(t)
+	ch := f.apply(t, primaryPlan(), ipv4OnlyPlan())
+	wantCalls(t, f.calls(),
+		"add-and-activate ec2-net-utils-ens5 persist=false", "add-and-activate ec2-net-utils-ens6 persist=false")
+	if want := (core.Changes{Written: []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}, Reloads: 2}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+	if d := diff(Render(ipv4OnlyPlan(), Observed{}), f.nm.devices["ens6"].applied); d != "" {
+		t.Errorf("ens6 does not run the rendered profile: differs at %s", d)
+	}
+
+	if ch := f.apply(t, primaryPlan(), ipv4OnlyPlan()); ch.Changed() {
+		t.Errorf("second apply changed %+v", ch)
+	}
+	wantCalls(t, f.calls())
+}
+
+func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.calls()
+	version := f.nm.devices["ens6"].version
+
+	p.Addresses = append(p.Addresses, netip.MustParsePrefix("10.0.1.8/32"))
+	p.Rules = append(p.Rules, core.Rule{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.8/32"), Table: 10001, Priority: 10001})
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "update ec2-net-utils-ens6 persist=false",
+		"reapply ec2-net-utils-ens6 profile version="+strconv.FormatUint(version, 10)+" flags=1")
+	if want := (core.Changes{Written: []string{"ec2-net-utils-ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+	if d := diff(Render(p, Observed{}), f.nm.devices["ens6"].applied); d != "" {
+		t.Errorf("applied connection differs from the plan at %s", d)
+	}
+}
+
+func TestReapplyIsRetriedWhenTheAppliedConnectionChangedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.calls()
+	p.MTU = 1500
+	f.nm.mismatches = 2
+	if ch := f.apply(t, p); ch.Reloads != 1 {
+		t.Errorf("changes = %+v, want one Reapply", ch)
+	}
+	f.nm.mismatches = reapplyTries
+	p.MTU = 9001
+	if _, err := f.b.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{p}}, linksOf([]core.InterfacePlan{p})); err == nil ||
+		!strings.Contains(err.Error(), "changed 3 times") {
+		t.Errorf("Apply with the applied connection always changing: %v", err)
+	}
+}
+
+// TestAppliedConnectionChangedBehindOurBackIsRestored: someone reapplied other settings (or NM
+// re-read the profile); the next pass reapplies the profile without rewriting it.
+func TestAppliedConnectionChangedBehindOurBackIsRestored(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.calls()
+	f.nm.devices["ens6"].applied["ipv4"]["routing-rules"] = dbus.MakeVariant([]map[string]dbus.Variant{})
+	ch := f.apply(t, p)
+	if len(ch.Written) != 0 || ch.Reloads != 1 {
+		t.Errorf("changes = %+v, want only a Reapply", ch)
+	}
+}
+
+func TestActivatingDeviceGetsTheProfileButNoReapply(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.nm.devices["ens6"].state = gonm.NmDeviceStateIpConfig
+	f.calls()
+	p.MTU = 1500
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "update ec2-net-utils-ens6 persist=false")
+	if ch.Reloads != 0 {
+		t.Errorf("reapplied on a device still activating: %+v", ch)
+	}
+}
+
+func TestUserProfileGetsThePlanMergedIntoItsAppliedConnection(t *testing.T) {
+	f := newFixture(t)
+	user := f.nm.addProfile(userProfile("ens6", nil), false)
+	f.nm.run("ens6", user)
+	before := nmCopy(f.nm.profiles[user].settings)
+	p := ipv4OnlyPlan()
+
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "reapply cloud-init ens6 merged version=2 flags=1")
+	if want := (core.Changes{Written: []string{AppliedName("ens6")}, Reloads: 1}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+	rules := listValue(f.nm.devices["ens6"].applied, "ipv4", "routing-rules")
+	if len(rules) != 2 || canon(rules[0]["priority"]) != canon(dbus.MakeVariant(uint32(200))) {
+		t.Errorf("applied rules = %v, want the user's rule and then ours", rules)
+	}
+	if d := diff(before, f.nm.profiles[user].settings); d != "" {
+		t.Errorf("the user's profile changed at %s", d)
+	}
+	if ch := f.apply(t, p); ch.Changed() {
+		t.Errorf("second apply changed %+v", ch)
+	}
+
+	// The user re-activates the profile: the applied connection is the profile again.
+	f.nm.run("ens6", user)
+	if ch := f.apply(t, p); ch.Reloads != 1 {
+		t.Errorf("after re-activation: %+v, want the routing reapplied", ch)
+	}
+}
+
+func TestProfileTaggedSkipIsLeftAlone(t *testing.T) {
+	f := newFixture(t)
+	f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", map[string]string{TagSkip: "yes"}), false))
+	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+		t.Errorf("changes = %+v, want none", ch)
+	}
+	wantCalls(t, f.calls())
+}
+
+// TestOwnProfileGoesWhenAUserProfileTakesTheENI: ours would compete with the user's at the next
+// activation.
+func TestOwnProfileGoesWhenAUserProfileTakesTheENI(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", nil), false))
+	f.calls()
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "delete ec2-net-utils-ens6", "reapply cloud-init ens6 merged version=3 flags=1")
+	if !slices.Equal(ch.Removed, []string{"ec2-net-utils-ens6"}) {
+		t.Errorf("removed = %v", ch.Removed)
+	}
+}
+
+// TestUserProfileWaitingForTheENIIsNotTakenOver: the base still runs, but a profile of the
+// user's is available: route the base's lease, create nothing.
+func TestUserProfileWaitingForTheENIIsNotTakenOver(t *testing.T) {
+	f := newFixture(t)
+	f.nm.addProfile(userProfile("ens6", nil), false)
+	ch := f.apply(t, ipv4OnlyPlan())
+	wantCalls(t, f.calls(), "reapply ec2-net-utils-default merged version=1 flags=1")
+	if !slices.Equal(ch.Written, []string{AppliedName("ens6")}) {
+		t.Errorf("written = %v", ch.Written)
+	}
+
+	f.nm.devices["ens6"].active, f.nm.devices["ens6"].state = "", gonm.NmDeviceStateDisconnected
+	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+		t.Errorf("disconnected ENI with a user's profile available: %+v, want nothing", ch)
+	}
+}
+
+func TestIdleENIGetsAProfileActivatedUnlessAutoconnectIsOff(t *testing.T) {
+	for _, autoconnect := range []bool{true, false} {
+		f := newFixture(t)
+		d := f.nm.devices["ens6"]
+		d.active, d.state, d.autoconnect = "", gonm.NmDeviceStateDisconnected, autoconnect
+		ch := f.apply(t, ipv4OnlyPlan())
+		want := "add ec2-net-utils-ens6 persist=false"
+		if autoconnect {
+			want = "add-and-activate ec2-net-utils-ens6 persist=false"
+		}
+		wantCalls(t, f.calls(), want)
+		if (ch.Reloads == 1) != autoconnect {
+			t.Errorf("autoconnect=%v: %+v", autoconnect, ch)
+		}
+		// Our profile exists and is down: NM's autoconnect decides (it may have been taken down).
+		if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() && !autoconnect {
+			t.Errorf("autoconnect=%v: second apply %+v, want nothing", autoconnect, ch)
+		}
+	}
+}
+
+func TestExistingProfileReplacesTheBaseWithoutBeingAddedAgain(t *testing.T) {
+	f := newFixture(t)
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	f.nm.run("ens6", f.base) // e.g. the ENI came back and the base won a race
+	f.calls()
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "activate ec2-net-utils-ens6")
+	if ch.Reloads != 1 || len(ch.Written) != 0 {
+		t.Errorf("changes = %+v", ch)
+	}
+}
+
+func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, primaryPlan(), ipv4OnlyPlan())
+	f.nm.addProfile(Render(card1Plan(), Observed{}), true) // left by an ENI detached while the agent was down
+	userOfGone := f.nm.addProfile(userProfile("ens9", nil), false)
+	f.calls()
+
+	// ens6 is detached; ens5 stays but is no longer planned (excluded, say): keep its profile.
+	delete(f.nm.devices, "ens6")
+	ch, err := f.b.Apply(context.Background(), core.Plan{}, linksOf([]core.InterfacePlan{primaryPlan()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f.calls(), "delete ec2-net-utils-ens6", "delete ec2-net-utils-ens7")
+	if ch.Reloads != 0 || !slices.Equal(ch.Removed, []string{"ec2-net-utils-ens6", "ec2-net-utils-ens7"}) {
+		t.Errorf("changes = %+v", ch)
+	}
+	for _, p := range []dbus.ObjectPath{f.base, userOfGone} {
+		if f.nm.profiles[p] == nil {
+			t.Errorf("deleted %s, which is not the agent's", p)
+		}
+	}
+}
+
+func TestDryRunReportsTheSameAndChangesNothing(t *testing.T) {
+	f := newFixture(t)
+	dry := newBackend(f.nm, Options{DryRun: true, DeviceWait: time.Millisecond})
+	ch, err := dry.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()}},
+		linksOf([]core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, f.calls())
+	if real := f.apply(t, primaryPlan(), ipv4OnlyPlan()); !cmp.Equal(ch, real) {
+		t.Errorf("dry run %+v, real %+v", ch, real)
+	}
+}
+
+func TestPersistMovesTheProfile(t *testing.T) {
+	f := newFixture(t)
+	f.b.persist = true
+	f.apply(t, ipv4OnlyPlan())
+	wantCalls(t, f.calls(), "add-and-activate ec2-net-utils-ens6 persist=true")
+	f.b.persist = false
+	ch := f.apply(t, ipv4OnlyPlan())
+	wantCalls(t, f.calls(), "update ec2-net-utils-ens6 persist=false")
+	if ch.Reloads != 0 {
+		t.Errorf("moving a profile to memory reconfigured the device: %+v", ch)
+	}
+}
+
+func TestUnmanagedENIIsLeftAlone(t *testing.T) {
+	f := newFixture(t)
+	d := f.nm.devices["ens6"]
+	d.active, d.state = "", gonm.NmDeviceStateUnmanaged
+	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+		t.Errorf("changes = %+v on an unmanaged device", ch)
+	}
+	wantCalls(t, f.calls())
+}
+
+func TestHotAttachedLinkIsWaitedForAndAnUnknownOneReported(t *testing.T) {
+	f := newFixture(t)
+	f.nm.appearAfter["ens6"] = 2 // NM picks the link up after two polls
+	if ch := f.apply(t, ipv4OnlyPlan()); ch.Reloads != 1 {
+		t.Errorf("changes = %+v, want the ENI taken over once NM knew it", ch)
+	}
+	delete(f.nm.devices, "ens6")
+	_, err := f.b.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{ipv4OnlyPlan(), primaryPlan()}},
+		linksOf([]core.InterfacePlan{ipv4OnlyPlan(), primaryPlan()}))
+	if err == nil || !strings.Contains(err.Error(), "ens6") {
+		t.Errorf("Apply for a link NM never learns of: %v", err)
+	}
+	if f.nm.devices["ens5"].active == f.base {
+		t.Errorf("an error on ens6 kept ens5 from being configured")
+	}
+}
+
+func TestNetworkManagerBefore142ReappliesWithoutPreserveExternalIP(t *testing.T) {
+	f := newFixture(t)
+	f.nm.version = "1.40.16"
+	p := ipv4OnlyPlan()
+	f.apply(t, p)
+	p.MTU = 1500
+	f.calls()
+	f.apply(t, p)
+	if calls := f.calls(); len(calls) != 2 || !strings.HasSuffix(calls[1], "flags=0") {
+		t.Errorf("calls = %v, want a Reapply with flags 0", calls)
+	}
+}
+
+// TestIPv6DefaultRouteFollowsTheRouterOnceKnown: the ENI table's IPv6 default route names the
+// RA router, which NM reports only after an RA; the pass after that adds it by Reapply.
+func TestIPv6DefaultRouteFollowsTheRouterOnceKnown(t *testing.T) {
+	f := newFixture(t)
+	p := secondaryDualStackPlan()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.apply(t, p)
+	f.calls()
+	f.nm.devices[p.Name].gateway6 = raRouter
+	ch := f.apply(t, p)
+	if ch.Reloads != 1 {
+		t.Errorf("changes = %+v, want the route added by Reapply", ch)
+	}
+	routes := listValue(f.nm.devices[p.Name].applied, "ipv6", "route-data")
+	if len(routes) != 2 || canon(routes[0]["next-hop"]) != canon(dbus.MakeVariant(raRouter.String())) {
+		t.Errorf("IPv6 routes = %v", routes)
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for v, want := range map[string]bool{"1.42.4": true, "1.42.0": true, "1.43.2-dev": true, "2.0.0": true,
+		"1.41.90": false, "1.20.0": false, "": false, "x.y": false} {
+		if got := versionAtLeast(v, 1, 42); got != want {
+			t.Errorf("versionAtLeast(%q, 1, 42) = %v", v, got)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package networkmanager
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	gonm "github.com/Wifx/gonetworkmanager/v3"
+	"github.com/godbus/dbus/v5"
+)
+
+// fakeNM models what the backend relies on in NetworkManager: profiles (stored the way NM hands
+// them back, defaults left out), devices with the profile they run, the applied connection and
+// its version id. Every call that changes something is recorded in calls.
+type fakeNM struct {
+	version  string
+	profiles map[dbus.ObjectPath]*fakeProfile
+	devices  map[string]*fakeDevice
+	next     int
+	calls    []string
+	// mismatches makes that many Reapply calls fail as if another client reapplied just before.
+	mismatches int
+	// appearAfter hides a device from that many Device calls (a hot-attached link NM has not
+	// picked up yet).
+	appearAfter map[string]int
+}
+
+type fakeProfile struct {
+	settings Settings
+	unsaved  bool
+}
+
+type fakeDevice struct {
+	path        dbus.ObjectPath
+	mac         string
+	state       gonm.NmDeviceState
+	autoconnect bool
+	active      dbus.ObjectPath
+	applied     Settings
+	version     uint64
+	gateway6    netip.Addr
+}
+
+func newFakeNM() *fakeNM {
+	return &fakeNM{version: "1.42.4", profiles: map[dbus.ObjectPath]*fakeProfile{}, devices: map[string]*fakeDevice{},
+		appearAfter: map[string]int{}}
+}
+
+// addDevice adds an activated-capable device with nothing running on it.
+func (f *fakeNM) addDevice(iface, mac string) *fakeDevice {
+	d := &fakeDevice{path: dbus.ObjectPath("/org/freedesktop/NetworkManager/Devices/" + iface), mac: mac,
+		state: gonm.NmDeviceStateDisconnected, autoconnect: true}
+	f.devices[iface] = d
+	return d
+}
+
+// addProfile stores a profile without recording a call (state set up by the test).
+func (f *fakeNM) addProfile(s Settings, unsaved bool) dbus.ObjectPath {
+	f.next++
+	p := dbus.ObjectPath(fmt.Sprintf("/org/freedesktop/NetworkManager/Settings/%d", f.next))
+	f.profiles[p] = &fakeProfile{settings: nmCopy(s), unsaved: unsaved}
+	return p
+}
+
+// run makes the device run a profile, as an activation does.
+func (f *fakeNM) run(iface string, p dbus.ObjectPath) {
+	d := f.devices[iface]
+	d.active, d.state = p, gonm.NmDeviceStateActivated
+	d.applied = nmCopy(f.profiles[p].settings)
+	d.version++
+}
+
+func (f *fakeNM) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeNM) id(p dbus.ObjectPath) string {
+	if prof := f.profiles[p]; prof != nil {
+		return stringValue(prof.settings, "connection", "id")
+	}
+	return string(p)
+}
+
+func (f *fakeNM) deviceByPath(p dbus.ObjectPath) *fakeDevice {
+	for _, d := range f.devices {
+		if d.path == p {
+			return d
+		}
+	}
+	return nil
+}
+
+// available: NM's AvailableConnections — profiles whose interface-name and MAC (when set) fit.
+func (f *fakeNM) available(iface string, d *fakeDevice) []dbus.ObjectPath {
+	var out []dbus.ObjectPath
+	for p, prof := range f.profiles {
+		name := stringValue(prof.settings, "connection", "interface-name")
+		mac, hasMAC := profileMAC(prof.settings)
+		if (name == "" || name == iface) && (!hasMAC || mac == d.mac) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (f *fakeNM) Version(context.Context) (string, error) { return f.version, nil }
+
+func (f *fakeNM) Profiles(context.Context) ([]profile, error) {
+	var out []profile
+	for p, prof := range f.profiles {
+		out = append(out, profile{Path: p, Settings: prof.settings})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+func (f *fakeNM) Unsaved(_ context.Context, p dbus.ObjectPath) (bool, error) {
+	prof := f.profiles[p]
+	if prof == nil {
+		return false, fmt.Errorf("no profile %s", p)
+	}
+	return prof.unsaved, nil
+}
+
+func (f *fakeNM) Device(_ context.Context, iface string) (device, error) {
+	d := f.devices[iface]
+	if f.appearAfter[iface] > 0 {
+		f.appearAfter[iface]--
+		return device{}, errUnknownDevice
+	}
+	if d == nil {
+		return device{}, errUnknownDevice
+	}
+	return device{Path: d.path, State: d.state, Autoconnect: d.autoconnect, Active: d.active,
+		Available: f.available(iface, d), Ip6Config: "/org/freedesktop/NetworkManager/IP6Config/" + dbus.ObjectPath(iface)}, nil
+}
+
+func (f *fakeNM) Applied(_ context.Context, dev dbus.ObjectPath) (Settings, uint64, error) {
+	d := f.deviceByPath(dev)
+	if d == nil || d.active == "" {
+		return nil, 0, errNotActive
+	}
+	return d.applied, d.version, nil
+}
+
+func (f *fakeNM) Gateway6(_ context.Context, ip6config dbus.ObjectPath) (netip.Addr, error) {
+	for iface, d := range f.devices {
+		if ip6config == "/org/freedesktop/NetworkManager/IP6Config/"+dbus.ObjectPath(iface) {
+			return d.gateway6, nil
+		}
+	}
+	return netip.Addr{}, nil
+}
+
+func (f *fakeNM) AddProfile(_ context.Context, s Settings, persist bool, activateOn dbus.ObjectPath) (dbus.ObjectPath, error) {
+	p := f.addProfile(s, !persist)
+	if activateOn == "" {
+		f.record("add %s persist=%v", f.id(p), persist)
+		return p, nil
+	}
+	d := f.deviceByPath(activateOn)
+	f.record("add-and-activate %s persist=%v", f.id(p), persist)
+	for iface, dd := range f.devices {
+		if dd == d {
+			f.run(iface, p)
+		}
+	}
+	return p, nil
+}
+
+func (f *fakeNM) UpdateProfile(_ context.Context, p dbus.ObjectPath, s Settings, persist bool) error {
+	f.profiles[p] = &fakeProfile{settings: nmCopy(s), unsaved: !persist}
+	f.record("update %s persist=%v", f.id(p), persist)
+	return nil
+}
+
+func (f *fakeNM) DeleteProfile(_ context.Context, p dbus.ObjectPath) error {
+	f.record("delete %s", f.id(p))
+	delete(f.profiles, p)
+	for _, d := range f.devices {
+		if d.active == p {
+			d.active, d.state = "", gonm.NmDeviceStateDisconnected
+		}
+	}
+	return nil
+}
+
+func (f *fakeNM) Activate(_ context.Context, p, dev dbus.ObjectPath) error {
+	f.record("activate %s", f.id(p))
+	for iface, d := range f.devices {
+		if d.path == dev {
+			f.run(iface, p)
+		}
+	}
+	return nil
+}
+
+func (f *fakeNM) Reapply(_ context.Context, dev dbus.ObjectPath, s Settings, version uint64, flags uint32) error {
+	d := f.deviceByPath(dev)
+	if d == nil || d.active == "" {
+		return errNotActive
+	}
+	if f.mismatches > 0 {
+		f.mismatches--
+		d.version++ // someone else reapplied
+		return errVersionMismatch
+	}
+	if version != d.version {
+		return errVersionMismatch
+	}
+	what := "profile"
+	if s != nil {
+		what = "merged"
+		d.applied = nmCopy(s)
+	} else {
+		d.applied = nmCopy(f.profiles[d.active].settings)
+	}
+	d.version++
+	f.record("reapply %s %s version=%d flags=%d", f.id(d.active), what, version, flags)
+	return nil
+}

@@ -1,0 +1,416 @@
+package networkmanager
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ec2-net-utils/ec2-net-utils/conf"
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
+
+var (
+	v4Default = netip.MustParsePrefix("0.0.0.0/0")
+	v6Default = netip.MustParsePrefix("::/0")
+	raRouter  = netip.MustParseAddr("fe80::1ff:fe23:4567:890a")
+)
+
+// Hand-built plans, shaped as the planner builds them (numbering per §2.1 of the reference); the
+// same ENIs as the networkd backend's golden tests.
+
+func primaryPlan() core.InterfacePlan {
+	return core.InterfacePlan{
+		Name: "ens5", Index: 2, MAC: "02:00:00:00:05:05", InterfaceID: "eni-0a0a0a0a0a0a0a0a0",
+		Primary: true, Table: 10000, Priority: 10000, Metric: 512, MainDefaultRoute: true, IPv4: true,
+		PrimaryIPv4: netip.MustParseAddr("10.0.0.5"), SubnetIPv4: netip.MustParsePrefix("10.0.0.0/24"),
+		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.9/32"), netip.MustParsePrefix("10.0.0.12/32")},
+		Routes: []core.Route{
+			{Table: 10000, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.0.1")},
+			{Table: 10000, Destination: netip.MustParsePrefix("10.0.0.0/24")},
+		},
+	}
+}
+
+func secondaryDualStackPlan() core.InterfacePlan {
+	rule := func(f core.Family, from string) core.Rule {
+		return core.Rule{Family: f, From: netip.MustParsePrefix(from), Table: 10001, Priority: 10001}
+	}
+	return core.InterfacePlan{
+		Name: "ens6", Index: 3, MAC: "02:aa:bb:cc:dd:ee", InterfaceID: "eni-0b0b0b0b0b0b0b0b0",
+		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: true, IPv4: true, IPv6: true,
+		PrimaryIPv4: netip.MustParseAddr("10.0.1.50"), SubnetIPv4: netip.MustParsePrefix("10.0.1.0/24"),
+		Rules: []core.Rule{
+			rule(core.IPv4, "10.0.1.50/32"), rule(core.IPv4, "10.0.1.52/32"), rule(core.IPv4, "10.0.1.51/32"),
+			rule(core.IPv4, "10.0.1.64/28"),
+			rule(core.IPv6, "2600:1f14:abc:de00::5/128"), rule(core.IPv6, "2600:1f14:abc:de00:1234::/80"),
+		},
+		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), netip.MustParsePrefix("10.0.1.52/32")},
+		Routes: []core.Route{
+			{Table: 10001, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.1.1")},
+			{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24")},
+			{Table: 10001, Destination: v6Default, GatewayFromRA: true},
+			{Table: 10001, Destination: netip.MustParsePrefix("2600:1f14:abc:de00::/64")},
+		},
+		Altnames: []string{"eni-0b0b0b0b0b0b0b0b0", "device-number-1.0"},
+	}
+}
+
+func ipv4OnlyPlan() core.InterfacePlan {
+	return core.InterfacePlan{
+		Name: "ens6", Index: 3, MAC: "02:00:00:00:06:06", InterfaceID: "eni-0c0c0c0c0c0c0c0c0",
+		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: false, IPv4: true,
+		PrimaryIPv4: netip.MustParseAddr("10.0.1.7"), SubnetIPv4: netip.MustParsePrefix("10.0.1.0/24"),
+		Rules: []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.7/32"), Table: 10001, Priority: 10001}},
+		Routes: []core.Route{
+			{Table: 10001, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.1.1")},
+			{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24")},
+		},
+		MTU: 9001,
+	}
+}
+
+func ipv6OnlyPlan() core.InterfacePlan {
+	return core.InterfacePlan{
+		Name: "ens6", Index: 3, MAC: "02:00:00:00:06:07", InterfaceID: "eni-0d0d0d0d0d0d0d0d0",
+		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: true, IPv6: true,
+		Rules: []core.Rule{
+			{Family: core.IPv6, From: netip.MustParsePrefix("2600:1f14:abc:de00::7/128"), Table: 10001, Priority: 10001},
+			{Family: core.IPv6, From: netip.MustParsePrefix("2600:1f14:abc:de00:4444::/80"), Table: 10001, Priority: 10001},
+		},
+		Routes: []core.Route{
+			{Table: 10001, Destination: v6Default, GatewayFromRA: true},
+			{Table: 10001, Destination: netip.MustParsePrefix("2600:1f14:abc:de00::/64")},
+		},
+	}
+}
+
+func card1Plan() core.InterfacePlan {
+	return core.InterfacePlan{
+		Name: "ens7", Index: 4, MAC: "02:00:00:01:00:00", InterfaceID: "eni-0e0e0e0e0e0e0e0e0",
+		DeviceNumber: 0, NetworkCard: 1, Table: 10100, Priority: 10100, Metric: 612, MainDefaultRoute: true, IPv4: true,
+		PrimaryIPv4: netip.MustParseAddr("10.0.2.20"), SubnetIPv4: netip.MustParsePrefix("10.0.2.0/24"),
+		Rules: []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.2.20/32"), Table: 10100, Priority: 10100}},
+		Routes: []core.Route{
+			{Table: 10100, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.2.1")},
+			{Table: 10100, Destination: netip.MustParsePrefix("10.0.2.0/24")},
+		},
+	}
+}
+
+func withoutMainDefault(p core.InterfacePlan) core.InterfacePlan {
+	p.MainDefaultRoute = false
+	return p
+}
+
+func TestRenderGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		plan core.InterfacePlan
+		obs  Observed
+	}{
+		{"primary-with-secondaries", primaryPlan(), Observed{}},
+		{"secondary-dual-stack-prefixes", secondaryDualStackPlan(), Observed{RAGateway6: raRouter}},
+		// Before NM has seen an RA there is no router to name: the IPv6 default route waits.
+		{"secondary-dual-stack-before-ra", secondaryDualStackPlan(), Observed{}},
+		// Without the RA default route in main, NM puts the ENI's RA routes into its table.
+		{"secondary-dual-stack-no-main-default", withoutMainDefault(secondaryDualStackPlan()), Observed{RAGateway6: raRouter}},
+		{"ipv4-only-mtu", ipv4OnlyPlan(), Observed{}},
+		{"ipv6-only", ipv6OnlyPlan(), Observed{RAGateway6: raRouter}},
+		{"card1", card1Plan(), Observed{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Render(tt.plan, tt.obs)
+			if again := Render(tt.plan, tt.obs); diff(s, again) != "" || diff(again, s) != "" {
+				t.Errorf("Render is not deterministic")
+			}
+			checkGolden(t, filepath.Join("testdata", tt.name+".golden.json"), settingsJSON(t, s))
+		})
+	}
+}
+
+// TestRenderTypesAreWhatNetworkManagerTakes pins the D-Bus types NM insists on (lab README §4):
+// a routing rule's table sent as int32 is rejected, and so is a route metric sent as uint32.
+func TestRenderTypesAreWhatNetworkManagerTakes(t *testing.T) {
+	s := Render(secondaryDualStackPlan(), Observed{RAGateway6: raRouter})
+	sig := func(v dbus.Variant) string { return v.Signature().String() }
+	want := map[string]string{
+		"802-3-ethernet.mac-address": "ay", "802-3-ethernet.mtu": "u",
+		"ipv4.route-metric": "x", "ipv4.never-default": "b",
+		"ipv4.address-data": "aa{sv}", "ipv4.route-data": "aa{sv}", "ipv4.routing-rules": "aa{sv}",
+		"ipv6.addr-gen-mode": "i", "ipv6.route-table": "u", "user.data": "a{ss}",
+	}
+	for key, w := range want {
+		setting, name, _ := strings.Cut(key, ".")
+		if got := sig(s[setting][name]); got != w {
+			t.Errorf("%s has type %s, want %s", key, got, w)
+		}
+	}
+	rule := listValue(s, "ipv4", "routing-rules")[0]
+	for key, w := range map[string]string{"family": "i", "priority": "u", "table": "u", "from-len": "y", "from": "s"} {
+		if got := sig(rule[key]); got != w {
+			t.Errorf("routing rule %s has type %s, want %s", key, got, w)
+		}
+	}
+	route := listValue(s, "ipv4", "route-data")[0]
+	for key, w := range map[string]string{"dest": "s", "prefix": "u", "next-hop": "s", "table": "u", "onlink": "b"} {
+		if got := sig(route[key]); got != w {
+			t.Errorf("route %s has type %s, want %s", key, got, w)
+		}
+	}
+}
+
+func TestProfileUUIDIsStablePerMACAndVersion5(t *testing.T) {
+	a, b := ProfileUUID("02:00:00:00:06:06"), ProfileUUID("02:00:00:00:06:07")
+	if a != ProfileUUID("02:00:00:00:06:06") || a == b {
+		t.Fatalf("UUIDs %s, %s: want stable per MAC and different across MACs", a, b)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(a) {
+		t.Errorf("%s is not an RFC 9562 version 5 UUID", a)
+	}
+	// Pinned: a different UUID for the same MAC after an upgrade would orphan every profile.
+	if a != "3fc6ac69-b3fd-56eb-907e-8d2c92d7374c" {
+		t.Errorf("ProfileUUID(02:00:00:00:06:06) = %s; it must never change", a)
+	}
+}
+
+func TestOwnedNeedsTheTagAndTheUUIDOfItsOwnMAC(t *testing.T) {
+	ours := Render(primaryPlan(), Observed{})
+	clone := Render(primaryPlan(), Observed{})
+	clone["connection"] = cloneSetting(clone["connection"])
+	clone["connection"]["uuid"] = dbus.MakeVariant("0b6c5e1d-0000-4000-8000-000000000001") // nmcli connection clone
+	untagged := Render(primaryPlan(), Observed{})
+	untagged["user"] = map[string]dbus.Variant{"data": dbus.MakeVariant(map[string]string{})}
+	otherMAC := Render(primaryPlan(), Observed{})
+	otherMAC["802-3-ethernet"] = cloneSetting(otherMAC["802-3-ethernet"])
+	otherMAC["802-3-ethernet"]["mac-address"] = dbus.MakeVariant([]byte{2, 0, 0, 0, 9, 9})
+	for name, tt := range map[string]struct {
+		s    Settings
+		want bool
+	}{"ours": {ours, true}, "clone": {clone, false}, "untagged": {untagged, false}, "other MAC": {otherMAC, false}} {
+		if got := Owned(tt.s); got != tt.want {
+			t.Errorf("%s: Owned = %v, want %v", name, got, tt.want)
+		}
+	}
+}
+
+// TestDiffReadsNetworkManagersCopy: NM leaves keys at their default out of GetSettings, so a
+// profile NM returns must compare equal to the rendered one; a changed value or type must not.
+func TestDiffReadsNetworkManagersCopy(t *testing.T) {
+	want := Render(ipv4OnlyPlan(), Observed{})
+	if d := diff(want, nmCopy(want)); d != "" {
+		t.Fatalf("NM's copy of an unchanged profile differs at %s", d)
+	}
+	changed := nmCopy(want)
+	changed["ipv4"]["route-metric"] = dbus.MakeVariant(int64(100))
+	if d := diff(want, changed); d != "ipv4.route-metric" {
+		t.Errorf("changed metric: diff = %q", d)
+	}
+	retyped := nmCopy(want)
+	rule := cloneList(listValue(retyped, "ipv4", "routing-rules"))
+	rule[0]["table"] = dbus.MakeVariant(int32(10001))
+	retyped["ipv4"]["routing-rules"] = dbus.MakeVariant(rule)
+	if d := diff(want, retyped); d != "ipv4.routing-rules" {
+		t.Errorf("table as int32: diff = %q", d)
+	}
+	extra := nmCopy(want)
+	extra["ipv4"]["dns-search"] = dbus.MakeVariant([]string{"example.com"})
+	if d := diff(want, extra); d != "" {
+		t.Errorf("a key we do not manage made a difference: %s", d)
+	}
+}
+
+func TestMergeAddsThePlanToTheUsersOwnRouting(t *testing.T) {
+	p := secondaryDualStackPlan()
+	userRule := map[string]dbus.Variant{"family": dbus.MakeVariant(afInet), "priority": dbus.MakeVariant(uint32(200)),
+		"from": dbus.MakeVariant("192.0.2.10"), "from-len": dbus.MakeVariant(uint8(32)), "table": dbus.MakeVariant(uint32(200))}
+	// The user's static address is also one of the plan's: it must not appear twice.
+	userAddr := map[string]dbus.Variant{"address": dbus.MakeVariant("10.0.1.51"), "prefix": dbus.MakeVariant(uint32(32))}
+	profileSettings := Settings{
+		"connection": {"id": dbus.MakeVariant("cloud-init ens6"), "uuid": dbus.MakeVariant("1d0f4c55-7a7e-4c5e-9d2b-1b5c0e2f9a01"),
+			"type": dbus.MakeVariant("802-3-ethernet"), "interface-name": dbus.MakeVariant("ens6")},
+		"ipv4": {"method": dbus.MakeVariant("auto"), "routing-rules": dbus.MakeVariant([]map[string]dbus.Variant{userRule}),
+			"address-data": dbus.MakeVariant([]map[string]dbus.Variant{userAddr}),
+			"addresses":    dbus.MakeVariant([][]uint32{{0x3301000a, 32, 0}})},
+		"ipv6": {"method": dbus.MakeVariant("auto")},
+	}
+	// Applied: what an earlier plan added (10.0.1.99 is no longer planned) on top of the profile.
+	applied := nmCopy(profileSettings)
+	stale := map[string]dbus.Variant{"address": dbus.MakeVariant("10.0.1.99"), "prefix": dbus.MakeVariant(uint32(32))}
+	applied["ipv4"]["address-data"] = dbus.MakeVariant([]map[string]dbus.Variant{userAddr, stale})
+
+	merged, skipped := Merge(applied, profileSettings, p, Observed{RAGateway6: raRouter})
+	if len(skipped) != 0 {
+		t.Errorf("skipped %v", skipped)
+	}
+	checkGolden(t, filepath.Join("testdata", "merge-user-profile.golden.json"), settingsJSON(t, merged))
+	if d := routingDiff(merged, applied); d != "ipv4.address-data" {
+		t.Errorf("routingDiff(merged, applied) = %q, want the stale address found first", d)
+	}
+	again, _ := Merge(merged, profileSettings, p, Observed{RAGateway6: raRouter})
+	if d := routingDiff(again, merged); d != "" {
+		t.Errorf("merging twice changed %s", d)
+	}
+	if _, ok := applied["ipv4"]["addresses"]; !ok {
+		t.Errorf("Merge modified the applied connection it was given")
+	}
+}
+
+// TestMergeLeavesFamiliesWithoutAddressesAlone: a family whose method takes no addresses keeps
+// its settings, less the deprecated arrays (which NM rejects after a godbus round trip: seen with
+// a cloud-init profile with ipv6.method=ignore in the e2e lab).
+func TestMergeLeavesFamiliesWithoutAddressesAlone(t *testing.T) {
+	applied := Settings{
+		"ipv4": {"method": dbus.MakeVariant("auto"), "addresses": dbus.MakeVariant([][]uint32{})},
+		"ipv6": {"method": dbus.MakeVariant("ignore"), "addresses": dbus.MakeVariant([][]any{}), "routes": dbus.MakeVariant([][]any{})},
+	}
+	merged, skipped := Merge(applied, applied, secondaryDualStackPlan(), Observed{})
+	if !slices.Equal(skipped, []string{"ipv6 (method ignore)"}) {
+		t.Errorf("skipped = %v", skipped)
+	}
+	if want := []string{"method"}; !slices.Equal(sortedKeys(merged["ipv6"]), want) {
+		t.Errorf("ipv6 keys = %v, want %v", sortedKeys(merged["ipv6"]), want)
+	}
+	if _, ok := merged["ipv4"]["addresses"]; ok {
+		t.Errorf("ipv4.addresses kept")
+	}
+	if len(listValue(merged, "ipv4", "routing-rules")) != 4 {
+		t.Errorf("ipv4 rules not merged: %v", merged["ipv4"])
+	}
+}
+
+// TestPackagingMatchesTheCode keeps the packaged base profile and conf.d drop-in in step with the
+// code: the base carries the tag the agent recognises, both name the default ENI drivers, and
+// the base's metric stays above every metric the agent gives an ENI.
+func TestPackagingMatchesTheCode(t *testing.T) {
+	base := readPackaged(t, "system-connections/ec2-net-utils-default.nmconnection")
+	dropIn := readPackaged(t, "conf.d/80-ec2-net-utils.conf")
+	drivers := conf.Defaults().Interfaces.Drivers
+	for _, want := range []string{
+		TagBase + "=yes", "driver=" + strings.Join(drivers, ";") + ";", "multi-connect=3", "route-metric=1024",
+	} {
+		if !strings.Contains(base, "\n"+want+"\n") {
+			t.Errorf("base profile lacks the line %q", want)
+		}
+	}
+	if strings.Count(base, "route-metric=1024") != 2 {
+		t.Errorf("base profile must give both families metric 1024")
+	}
+	var specs []string
+	for _, d := range drivers {
+		specs = append(specs, "driver:"+d)
+	}
+	if want := "no-auto-default+=" + strings.Join(specs, ","); !strings.Contains(dropIn, "\n"+want+"\n") {
+		t.Errorf("drop-in lacks %q", want)
+	}
+}
+
+func readPackaged(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "packaging", "NetworkManager", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// nmCopy returns settings as NM hands them back: keys at their default left out.
+func nmCopy(s Settings) Settings {
+	out := Settings{}
+	for setting, keys := range s {
+		out[setting] = map[string]dbus.Variant{}
+		for k, v := range keys {
+			if !isAbsent(setting+"."+k, v) {
+				out[setting][k] = v
+			}
+		}
+	}
+	return out
+}
+
+func cloneSetting(m map[string]dbus.Variant) map[string]dbus.Variant {
+	out := make(map[string]dbus.Variant, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cloneList(l []map[string]dbus.Variant) []map[string]dbus.Variant {
+	out := make([]map[string]dbus.Variant, len(l))
+	for i, m := range l {
+		out[i] = cloneSetting(m)
+	}
+	return out
+}
+
+// settingsJSON writes settings as JSON with every value's D-Bus signature next to it, keys sorted.
+func settingsJSON(t *testing.T, s Settings) []byte {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for setting, keys := range s {
+		out[setting] = map[string]any{}
+		for k, v := range keys {
+			out[setting][k] = typed(v)
+		}
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b, '\n')
+}
+
+// typed is {"signature": ..., "value": ...}; the members of aa{sv} entries are typed the same way.
+func typed(v dbus.Variant) map[string]any {
+	var value any = v.Value()
+	switch x := v.Value().(type) {
+	case []map[string]dbus.Variant:
+		list := make([]map[string]any, len(x))
+		for i, m := range x {
+			list[i] = map[string]any{}
+			for k, mv := range m {
+				list[i][k] = typed(mv)
+			}
+		}
+		value = list
+	case []byte: // JSON would write base64; bytes read better as a MAC does
+		parts := make([]string, len(x))
+		for i, c := range x {
+			parts[i] = fmt.Sprintf("%02x", c)
+		}
+		value = strings.Join(parts, ":")
+	}
+	return map[string]any{"signature": v.Signature().String(), "value": value}
+}
+
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./backends/networkmanager -update)", err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}

@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
+	"github.com/ec2-net-utils/ec2-net-utils/lab"
+)
+
+// kernelState is what an ENI configuration leaves in the kernel and what the backends must agree
+// on. Left out on purpose: the protocol of routes and rules (networkd and NM mark them
+// differently), route metrics (the ENI tables hold one route per destination, so the metric
+// decides nothing there), address lifetimes and flags, IPv6 link-local addresses (the kernel's
+// or the manager's, by design of each), and the main table (each manager adds its own DHCP
+// extras there, e.g. networkd's host route to the gateway; its contents are checked per backend
+// by the scenarios).
+type kernelState struct {
+	Rules     []string            // "priority: from X lookup T"
+	Tables    map[int][]string    // ENI table → "dst via gw dev"
+	Addresses map[string][]string // link → IPv4 and global IPv6 addresses with prefix length
+}
+
+func (e *env) kernelState(tables []int, links []string) kernelState {
+	e.t.Helper()
+	st := kernelState{Tables: map[int][]string{}, Addresses: map[string][]string{}}
+	for _, r := range e.rules() {
+		if r.Priority >= 10000 && r.Priority < 32766 {
+			st.Rules = append(st.Rules, r.String())
+		}
+	}
+	slices.Sort(st.Rules)
+	for _, tbl := range tables {
+		st.Tables[tbl] = e.routes(tbl)
+	}
+	for _, name := range links {
+		l, err := e.nl.LinkByName(name)
+		must(e.t, err)
+		as, err := e.nl.AddrList(l, netlink.FAMILY_ALL)
+		must(e.t, err)
+		var out []string
+		for _, a := range as {
+			if a.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			out = append(out, a.IPNet.String())
+		}
+		slices.Sort(out)
+		st.Addresses[name] = out
+	}
+	return st
+}
+
+// TestEveryBackendLeavesTheKernelInTheSameState runs one IMDS scenario — a primary ENI with a
+// secondary address, a secondary ENI with two addresses and a delegated prefix whose addresses are
+// assigned, and a third ENI hot-attached — against every backend's real manager and compares the
+// rules, ENI-table routes and addresses they leave in the kernel.
+func TestEveryBackendLeavesTheKernelInTheSameState(t *testing.T) {
+	states := map[string]kernelState{}
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			e := newEnv(t, bc, envOptions{
+				enis:       []lab.ENISpec{primaryENI(), secondENI(), thirdENI()},
+				interfaces: "assign_prefix_addresses = true",
+			})
+			must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+				s.Interfaces["02:00:00:00:06:06"][core.KeyIPv4Prefix] = scenario.Value{"10.99.1.64/28"}
+			}))
+			e.startAgent()
+			must(t, e.l.Attach("ens7"))
+			e.waitRule(ens7Rule, true)
+			e.waitRule(rule{Priority: 10001, Table: 10001, From: "10.99.1.64/28"}, true)
+			e.waitForAddress("ens6", "10.99.1.79/32")
+			e.waitForAddress("ens5", "10.99.0.20/32")
+			e.waitFor("ens7's table routes", func() (bool, error) {
+				return slices.Contains(e.routes(10002), "default via 10.99.2.1 dev ens7"), nil
+			})
+			time.Sleep(1500 * time.Millisecond) // one more refresh: settled
+			states[bc.name] = e.kernelState([]int{10000, 10001, 10002}, []string{"ens5", "ens6", "ens7"})
+			for _, src := range []string{"10.99.0.20", "10.99.1.20", "10.99.1.70", "10.99.2.10"} {
+				e.mustPing(src)
+			}
+		})
+	}
+	first := backendCases[0].name
+	want, ok := states[first]
+	if !ok {
+		t.Skipf("no state from %s to compare with", first)
+	}
+	if len(want.Rules) == 0 || len(want.Addresses["ens6"]) < 18 {
+		t.Fatalf("%s's state is too thin to compare: %+v", first, want)
+	}
+	t.Logf("%s: %+v", first, want)
+	for _, bc := range backendCases[1:] {
+		got, ok := states[bc.name]
+		if !ok {
+			continue // its subtest failed or was skipped, and says why
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("kernel state after %s differs from %s (-%s +%s):\n%s", bc.name, first, first, bc.name, d)
+		}
+	}
+}
+
+// TestDHCPAddressIsNeverDeletedWhileASecondaryIPComesAndGoes watches every address deletion in
+// the instance while a secondary IP is assigned in EC2 and unassigned again: only that address
+// goes; the ENIs' DHCP addresses are never deleted, not even for a moment (open connections
+// would break).
+func TestDHCPAddressIsNeverDeletedWhileASecondaryIPComesAndGoes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		e := newEnv(t, bc, envOptions{})
+		e.startAgent()
+		e.waitRule(ens6Rule20, true)
+		e.waitForAddress("ens6", "10.99.1.20/32")
+		time.Sleep(1500 * time.Millisecond) // past the first configuration, which may replace the boot-time one
+
+		deleted := e.watchDeletedAddrs()
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			ips := s.Interfaces["02:00:00:00:06:06"][core.KeyLocalIPv4s]
+			s.Interfaces["02:00:00:00:06:06"][core.KeyLocalIPv4s] = append(ips, "10.99.1.30")
+		}))
+		e.waitForAddress("ens6", "10.99.1.30/32")
+		e.mustPing("10.99.1.30")
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			ips := s.Interfaces["02:00:00:00:06:06"][core.KeyLocalIPv4s]
+			s.Interfaces["02:00:00:00:06:06"][core.KeyLocalIPv4s] = slices.DeleteFunc(ips, func(ip string) bool { return ip == "10.99.1.30" })
+		}))
+		e.waitNoAddress("ens6", "10.99.1.30/32")
+		e.mustPing("10.99.1.10")
+
+		// Barrier: netlink events arrive in order, so once this deletion is seen, every deletion
+		// the manager made before it has been seen too.
+		lo, err := e.nl.LinkByName("lo")
+		must(t, err)
+		marker, _ := netlink.ParseAddr("192.0.2.99/32")
+		must(t, e.nl.AddrAdd(lo, marker))
+		must(t, e.nl.AddrDel(lo, marker))
+		e.waitFor("address events caught up", func() (bool, error) { return slices.Contains(deleted(), "192.0.2.99/32"), nil })
+		if got := deleted(); !slices.Equal(got, []string{"10.99.1.30/32", "192.0.2.99/32"}) {
+			t.Errorf("addresses deleted while a secondary IP came and went: %v; want only 10.99.1.30/32", got)
+		}
+	})
+}
+
+// watchDeletedAddrs records every IPv4 address deleted in the instance from now on.
+func (e *env) watchDeletedAddrs() func() []string {
+	e.t.Helper()
+	ch := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	ns := e.l.InstanceNS()
+	must(e.t, netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &ns}))
+	var mu sync.Mutex
+	var deleted []string
+	go func() {
+		for u := range ch {
+			if !u.NewAddr && u.LinkAddress.IP.To4() != nil {
+				mu.Lock()
+				deleted = append(deleted, (&net.IPNet{IP: u.LinkAddress.IP, Mask: u.LinkAddress.Mask}).String())
+				mu.Unlock()
+			}
+		}
+	}()
+	e.t.Cleanup(func() { close(done) })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(deleted)
+	}
+}
+
+// TestAutoDetectsTheRunningManager asks the agent, with backend = "auto", which backend it would
+// use on an instance running each manager: `plan --json` says, and why.
+func TestAutoDetectsTheRunningManager(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		e := newEnv(t, bc, envOptions{})
+		must(t, e.l.WriteInstanceFile("/etc/ec2-net-utils-auto.conf", lab.AgentConfig("auto", "1s", ""), 0o644))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := e.l.Command(ctx, agentBin, "plan", "--json", "--config", "/etc/ec2-net-utils-auto.conf")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("plan: %v\n%s%s", err, out, stderr.String())
+		}
+		var got struct {
+			Backend string `json:"backend"`
+			Reason  string `json:"backend_reason"`
+		}
+		must(t, json.Unmarshal(out, &got))
+		if got.Backend != bc.name {
+			t.Errorf("backend = auto chose %q (%s) on an instance running %s", got.Backend, got.Reason, bc.name)
+		}
+		t.Logf("auto: %s (%s)", got.Backend, got.Reason)
+	})
+}
