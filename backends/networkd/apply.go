@@ -195,11 +195,15 @@ func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned 
 		name := filepath.Join(b.dir, f.Path)
 		want[name] = true
 		changed, err := b.write(name, f.Content)
+		if changed {
+			// Recorded even with an error (the directory fsync after the rename failed): the new
+			// bytes are in place, and without a reload networkd would never apply them.
+			written = append(written, name)
+		}
 		if err != nil {
 			return written, nil, fmt.Errorf("networkd: %s: write %s: %w", p.Name, name, err)
 		}
 		if changed {
-			written = append(written, name)
 			b.log.Debug("wrote", "iface", p.Name, "file", name, "dry_run", b.dryRun)
 		}
 		if fi, err := os.Stat(name); err == nil {

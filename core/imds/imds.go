@@ -26,6 +26,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/smithy-go/logging"
@@ -128,6 +129,11 @@ func New(opts Options) (*Client, error) {
 	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
 	// IMDS keeps failing. 401s are retried by the SDK's token provider after dropping the token.
 	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
+		// No retry quota: the SDK's token bucket (500, 14 per retry, 1 back per success) empties
+		// after a short outage and an idle daemon takes about half an hour to refill it, during
+		// which a single 503 or 429 would fail a whole read. MaxAttempts and the backoff already
+		// bound what a failing IMDS costs.
+		o.RateLimiter = ratelimit.None
 		o.MaxAttempts = opts.MaxAttempts
 		o.MaxBackoff = opts.MaxBackoff
 		o.BaseDelay = min(50*time.Millisecond, opts.MaxBackoff)

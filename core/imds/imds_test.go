@@ -532,3 +532,21 @@ func TestANeverPropagatingENIIsWaitedForOnlyOnce(t *testing.T) {
 		}
 	}
 }
+
+// After an outage a single transient error is still retried: the SDK's retry quota would be
+// empty by then (15 failed reads spend 630 of its 500 tokens) and fail the read outright.
+func TestRetriesStillHappenAfterAnOutage(t *testing.T) {
+	l := startFake(t, "imds-dual-stack.json")
+	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 0 })
+	full := snapshot(t, c, nil)
+	l.fake.FailNext(1_000_000, 503)
+	for range 15 {
+		if _, err := c.Snapshot(context.Background(), &full); err == nil {
+			t.Fatal("read succeeded during the outage")
+		}
+	}
+	l.fake.FailNext(1, 503) // the outage is over but for one last 503
+	if _, err := c.Snapshot(context.Background(), &full); err != nil {
+		t.Errorf("one 503 after an outage failed the read: %v", err)
+	}
+}
