@@ -16,16 +16,18 @@ const (
 	// SlotsPerCard is how many device numbers one network card can use before it would collide
 	// with the next card's band.
 	SlotsPerCard = 100
-	// MaxNetworkCard bounds the card index so every table stays inside OwnedBand.
+	// MaxNetworkCard bounds the card index so every table stays inside the owned band.
 	MaxNetworkCard = 99
 )
 
-// OwnedBand is the priority band of our rules: a rule is ours only when its priority is inside
-// the band AND its table equals its priority (we never write any other shape). Everything else —
-// the VPC CNI's 512/1024/1535/1536/32765, Docker's, a user's — is never deleted. Gaps between
-// ENIs' priorities (one per slot) leave no room inside an ENI's own priority, but administrators
-// can insert rules anywhere below 10000 or between the cards' bands.
-var OwnedBand = struct{ Lo, Hi int }{TableBase, TableBase + SlotsPerCard*(MaxNetworkCard+1) - 1}
+// The priority band of our rules: a rule is ours only when its priority is inside the band AND
+// its table equals its priority (we never write any other shape). Everything else — the VPC
+// CNI's 512/1024/1535/1536/32765, Docker's, a user's — is never deleted. Administrators can
+// insert their own rules below 10000, above the band, or with a table other than the priority.
+const (
+	OwnedPriorityMin = TableBase
+	OwnedPriorityMax = TableBase + SlotsPerCard*(MaxNetworkCard+1) - 1
+)
 
 // Slot is the ENI's position across cards: 100*card + device.
 func Slot(networkCard, deviceNumber int) int { return SlotsPerCard*networkCard + deviceNumber }
@@ -46,5 +48,5 @@ func DeviceNumberAltname(networkCard, deviceNumber int) string {
 
 // OwnsRule reports whether a rule in the kernel is one of ours.
 func OwnsRule(priority, table int) bool {
-	return priority >= OwnedBand.Lo && priority <= OwnedBand.Hi && table == priority
+	return priority >= OwnedPriorityMin && priority <= OwnedPriorityMax && table == priority
 }

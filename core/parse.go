@@ -13,7 +13,7 @@ import (
 // maxDeviceNumber bounds device-number: one card's ENIs share the SlotsPerCard slots of its band
 // (table 10000 + 100*card + device), so a device number of 100 would take the table of the next
 // card's device 0. EC2 instance types attach far fewer ENIs per card than that. Network cards are
-// bounded by MaxNetworkCard (0..99), which keeps every table and priority inside OwnedBand
+// bounded by MaxNetworkCard (0..99), which keeps every table and priority inside the owned band
 // (10000..19999), clear of the main rule (32766) and the VPC CNI's priorities.
 const maxDeviceNumber = SlotsPerCard - 1
 

@@ -26,8 +26,9 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 	for _, p := range inst.Problems {
 		problems[p.MAC] = p
 	}
-	drivers := toSet(opts.Drivers, false)
-	excluded := toSet(opts.Exclude, true)
+	drivers := toSet(opts.Drivers)
+	// Interface names are case-sensitive (eth1 and Eth1 are two links); MACs are not.
+	excluded := toSet(opts.Exclude)
 
 	sorted := slices.Clone(links)
 	slices.SortFunc(sorted, func(a, b Link) int { return cmp.Compare(a.Index, b.Index) })
@@ -39,7 +40,7 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 		problem, hasProblem := problems[mac]
 		known := inIMDS || hasProblem
 		switch {
-		case mac == "" || l.Kind == "loopback":
+		case mac == "":
 			continue
 		case !drivers[l.Driver]:
 			// A VLAN on an ENI shares the ENI's MAC: say why it is left alone. Links that are
@@ -49,7 +50,7 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 					Reason: fmt.Sprintf("driver %q (kind %q) is not in [interfaces] drivers", l.Driver, l.Kind)})
 			}
 			continue
-		case excluded[strings.ToLower(l.Name)] || excluded[mac]:
+		case excluded[l.Name] || excluded[mac]:
 			plan.Ignored = append(plan.Ignored, Ignored{Name: l.Name, MAC: mac, Reason: "excluded by [interfaces] exclude"})
 			claimed[mac] = l.Name
 			continue
@@ -214,12 +215,9 @@ func dedupeRules(rules []Rule) []Rule {
 	return out
 }
 
-func toSet(items []string, fold bool) map[string]bool {
+func toSet(items []string) map[string]bool {
 	s := make(map[string]bool, len(items))
 	for _, it := range items {
-		if fold {
-			it = strings.ToLower(it)
-		}
 		s[it] = true
 	}
 	return s

@@ -362,26 +362,38 @@ func (e *env) filesOf(iface string) []string {
 }
 
 // foreign are rules other tenants of the rule table install (VPC CNI, nodeadm, a user); they sit
-// next to ours, even pointing at our tables, and must survive everything the agent does.
-var foreign = []*netlink.Rule{
-	newRule(512, "", "10.99.50.0/24", unix.RT_TABLE_MAIN), // VPC CNI: to <pod> lookup main
-	newRule(1024, "", "", unix.RT_TABLE_MAIN),             // VPC CNI: fwmark 0x80/0x80 lookup main
-	newRule(1536, "10.99.1.77/32", "", 10001),             // VPC CNI: from <pod> lookup <eni table>
-	newRule(32765, "10.99.1.10/32", "", 10001),            // nodeadm: from <secondary ENI primary> lookup <eni table>
-	newRule(100, "192.0.2.0/24", "", 200),                 // a user's own rule
+// next to ours, inside our priority band too, and even point at our tables. They must survive
+// everything the agent does.
+func foreign() []*netlink.Rule {
+	return []*netlink.Rule{
+		newRule(512, "", "10.99.50.0/24", unix.RT_TABLE_MAIN, ""), // VPC CNI: to <pod> lookup main
+		newRule(1024, "", "", unix.RT_TABLE_MAIN, ""),             // VPC CNI: fwmark 0x80/0x80 lookup main
+		newRule(1536, "10.99.1.77/32", "", 10001, ""),             // VPC CNI: from <pod> lookup <eni table>
+		newRule(32765, "10.99.1.10/32", "", 10001, ""),            // nodeadm: from <ENI primary> lookup <eni table>
+		newRule(100, "192.0.2.0/24", "", 200, ""),                 // a user's own rule
+		newRule(10001, "10.99.1.77/32", "", 10001, "lo"),          // in our band, a shape we never write (iif)
+		newRule(10005, "", "", unix.RT_TABLE_MAIN, ""),            // in our band, table != priority
+		newRule(1400, "2001:db8::/64", "", 300, ""),               // IPv6
+	}
 }
 
-func newRule(prio int, src, dst string, table int) *netlink.Rule {
+func newRule(prio int, src, dst string, table int, iif string) *netlink.Rule {
 	r := netlink.NewRule()
-	r.Priority, r.Table = prio, table
+	r.Priority, r.Table, r.IifName = prio, table, iif
 	if src != "" {
 		_, r.Src, _ = net.ParseCIDR(src)
+		if r.Src.IP.To4() == nil {
+			r.Family = netlink.FAMILY_V6
+		}
 	}
 	if dst != "" {
 		_, r.Dst, _ = net.ParseCIDR(dst)
 	}
-	if src == "" && dst == "" {
+	if src == "" && dst == "" && table == unix.RT_TABLE_MAIN && prio == 1024 {
 		r.Mark, r.Mask = 0x80, ptr(uint32(0x80))
+	}
+	if r.Family == 0 {
+		r.Family = netlink.FAMILY_V4
 	}
 	return r
 }
@@ -390,22 +402,31 @@ func ptr[T any](v T) *T { return &v }
 
 func (e *env) addForeignRules() {
 	e.t.Helper()
-	for _, r := range foreign {
+	for _, r := range foreign() {
 		if err := e.nl.RuleAdd(r); err != nil {
 			e.t.Fatalf("add foreign rule %d: %v", r.Priority, err)
 		}
 	}
 }
 
+// ruleTuple is everything that tells one rule from another.
+func ruleTuple(r netlink.Rule) string {
+	return fmt.Sprintf("fam=%d prio=%d table=%d src=%v dst=%v iif=%q mark=%d", r.Family, r.Priority, r.Table, r.Src, r.Dst, r.IifName, r.Mark)
+}
+
 func (e *env) assertForeignRulesIntact() {
 	e.t.Helper()
-	have := map[int]bool{}
-	for _, r := range e.rules() {
-		have[r.Priority] = true
+	all, err := e.nl.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		e.t.Fatalf("ip rule: %v", err)
 	}
-	for _, r := range foreign {
-		if !have[r.Priority] {
-			e.t.Errorf("foreign rule at priority %d was removed", r.Priority)
+	have := map[string]bool{}
+	for _, r := range all {
+		have[ruleTuple(r)] = true
+	}
+	for _, r := range foreign() {
+		if !have[ruleTuple(*r)] {
+			e.t.Errorf("foreign rule %s was removed or changed", ruleTuple(*r))
 		}
 	}
 }

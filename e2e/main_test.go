@@ -49,21 +49,15 @@ func runMain(m *testing.M) int {
 	}
 	code := m.Run()
 	// A test that leaks a namespace is a failing test, even if its assertions passed.
-	if leaked := leakedNamespaces(); len(leaked) > 0 {
+	leaked, err := lab.Leftovers(labPrefix)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: cannot check for leaked namespaces: %v\n", err)
+		return 1
+	}
+	if len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: FAIL: network namespaces leaked: %s\n", strings.Join(leaked, " "))
 		_ = lab.Sweep(labPrefix)
 		return 1
 	}
 	return code
-}
-
-func leakedNamespaces() []string {
-	entries, _ := os.ReadDir("/run/netns")
-	var leaked []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), labPrefix) {
-			leaked = append(leaked, e.Name())
-		}
-	}
-	return leaked
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
@@ -38,12 +40,11 @@ func TestBootWithTwoENIsRoutesEveryAddressThroughItsENI(t *testing.T) {
 		// links, and traffic from ens6's DHCP address follows the main table out of ens5 —
 		// pinned with a preferred default route, as on an instance where the primary ENI's
 		// default route wins — where the VPC's source/destination check drops it.
-		pin := &netlink.Route{Dst: mustIPNet("0.0.0.0/0"), Gw: net.ParseIP("10.99.0.1"), Priority: 1, LinkIndex: linkIndex(t, e, "ens5")}
-		must(t, e.nl.RouteAdd(pin))
+		unpin := e.pinMainDefaultViaPrimary()
 		for _, src := range []string{"10.99.1.10", "10.99.1.20", unreachable} {
 			e.mustNotPing(src)
 		}
-		must(t, e.nl.RouteDel(pin))
+		unpin()
 
 		e.startAgent()
 		e.waitRule(ens6Rule10, true)
@@ -54,11 +55,11 @@ func TestBootWithTwoENIsRoutesEveryAddressThroughItsENI(t *testing.T) {
 		if slices.ContainsFunc(e.rules(), func(r rule) bool { return r.Priority == 10000 }) {
 			t.Errorf("the primary ENI got source rules; it must not (Docker bridge hairpin): %v", e.rules())
 		}
-		must(t, e.nl.RouteAdd(pin)) // the same preference as the negative control: rules must win over it
+		unpin = e.pinMainDefaultViaPrimary() // the negative control's preference: rules must win over it
 		for _, src := range []string{"10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20"} {
 			e.mustPing(src)
 		}
-		must(t, e.nl.RouteDel(pin))
+		unpin()
 		e.assertForeignRulesIntact()
 	})
 }
@@ -252,6 +253,20 @@ func TestIMDSOutageRemovesNothingAndConvergesAfter(t *testing.T) {
 		e.mustPing("10.99.1.40")
 		e.assertForeignRulesIntact()
 	})
+}
+
+// pinMainDefaultViaPrimary makes the main table prefer ens5 (metric 1), as on an instance where
+// the primary ENI's default route wins, and returns the undo. It retries while ens5 has no
+// address: a manager switching ens5 to the agent's configuration may re-acquire it once.
+func (e *env) pinMainDefaultViaPrimary() (unpin func()) {
+	e.t.Helper()
+	pin := &netlink.Route{Dst: mustIPNet("0.0.0.0/0"), Gw: net.ParseIP("10.99.0.1"), Priority: 1, LinkIndex: linkIndex(e.t, e, "ens5")}
+	e.waitFor("pin the main default route via ens5", func() (bool, error) { return e.nl.RouteReplace(pin) == nil, nil })
+	return func() {
+		if err := e.nl.RouteDel(pin); err != nil && !errors.Is(err, unix.ESRCH) {
+			e.t.Errorf("remove the pinned route: %v", err)
+		}
+	}
 }
 
 func linkIndex(t *testing.T, e *env, name string) int {

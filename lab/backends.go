@@ -131,7 +131,8 @@ func (l *Lab) countCalls(methods ...[2]string) (*CallCounter, error) {
 		return nil, fmt.Errorf("lab: become a D-Bus monitor: %w", err)
 	}
 	c := &CallCounter{conn: conn}
-	ch := make(chan *dbus.Message, 16)
+	// godbus drops messages when this channel is full; a reload burst must not go uncounted.
+	ch := make(chan *dbus.Message, 1024)
 	conn.Eavesdrop(ch)
 	go func() {
 		for m := range ch {

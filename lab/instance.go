@@ -178,14 +178,24 @@ func (l *Lab) dialBus() (*dbus.Conn, error) {
 // Holder is the PID of the process that owns the instance's namespaces (for nsenter -t).
 func (l *Lab) Holder() int { return l.holder.Pid() }
 
+// nsenter enters the instance. The network namespace comes from its name under /run/netns, not
+// from the holder's PID: should the holder die and its PID be reused by a host process, nothing
+// started here could end up in the host's network namespace, where 169.254.169.254 is not ours.
+// The mount and UTS namespaces can only come from the holder, so callers check it is alive.
 func (l *Lab) nsenter(args ...string) []string {
-	return append([]string{"nsenter", "-t", strconv.Itoa(l.Holder()), "-n", "-m", "-u", "--"}, args...)
+	return append([]string{"nsenter", "--net=/run/netns/" + l.instNS, "-t", strconv.Itoa(l.Holder()), "-m", "-u", "--"}, args...)
 }
+
+var errHolderGone = errors.New("lab: the instance's holder process has exited; its namespaces are gone")
 
 // Command prepares args to run inside the instance (its network, mount and UTS namespaces).
 func (l *Lab) Command(ctx context.Context, args ...string) *exec.Cmd {
 	a := l.nsenter(args...)
-	return exec.CommandContext(ctx, a[0], a[1:]...)
+	cmd := exec.CommandContext(ctx, a[0], a[1:]...)
+	if l.holder.exited() {
+		cmd.Err = errHolderGone // Start and Run return it without running anything
+	}
+	return cmd
 }
 
 // instanceRel turns an absolute instance path into one relative to the holder's root.
@@ -282,6 +292,9 @@ type Process struct {
 func (l *Lab) Start(name string, args ...string) (*Process, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("lab: start %s: no command", name)
+	}
+	if l.holder.exited() {
+		return nil, fmt.Errorf("lab: start %s: %w", name, errHolderGone)
 	}
 	return l.spawn(name, l.nsenter(args...))
 }

@@ -277,6 +277,35 @@ func Sweep(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// Leftovers lists the namespaces named <prefix>* whose lab belongs to this process or to no
+// living process: after a test binary closed all its labs, any of them is a leak. Labs of other
+// running test binaries are not counted.
+func Leftovers(prefix string) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	self := strconv.Itoa(os.Getpid()) + " "
+	var left []string
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		id := name
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			id = name[:i] // <id>-vpc, <id>-inst, <id>-pool
+		}
+		dir := filepath.Join(os.TempDir(), id)
+		owner, _ := os.ReadFile(filepath.Join(dir, ownerFile))
+		if ownerAlive(dir) && !strings.HasPrefix(string(owner), self) {
+			continue // another test binary's lab, still in use
+		}
+		left = append(left, name)
+	}
+	return left, nil
+}
+
 // removeLabDir removes a lab directory, or the symlink to it plus its target. A directory without
 // an owner file was not made by New and is left alone.
 func removeLabDir(path string) error {

@@ -20,6 +20,9 @@ func needRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates throwaway network namespaces and links inside them")
 	}
+	if testing.Short() {
+		t.Skip("-short: skipping a test that creates network namespaces")
+	}
 }
 
 // testNetns is a throwaway named netns ("nlx-<random>", visible in ip netns list while the test

@@ -74,12 +74,21 @@ func (h *Handle) EnsureRules(want []core.Rule) (added []core.Rule, err error) {
 }
 
 // DeleteRules deletes exactly these rules; a rule that is already gone is not an error. Only
-// backends that own their rules directly (ifcfg) use it; the others let the manager delete.
-// Equivalent to: ip rule del from <from> lookup <table> priority <priority>, for each rule.
+// backends that own their rules directly (ifcfg) and the reconciler's detach cleanup use it.
+// Equivalent to: ip rule del from <from> lookup <table> priority <priority> proto <proto>.
 //
-// The kernel treats selectors absent from a delete request as wildcards, so a rule here should
-// always carry its From: a "from all" rule deletes the first rule with that priority and table.
+// The kernel treats selectors absent from a delete request as wildcards and removes the first
+// rule that matches, so a request for "10001: from X lookup 10001" could remove a foreign
+// "10001: from X iif lo lookup 10001" instead. Each rule is therefore looked up in a dump first:
+// the request carries the protocol of the plain rule found there (the kernel compares it), and a
+// rule is not deleted at all while a foreign rule with the same priority, table and source exists.
 func (h *Handle) DeleteRules(rules []core.Rule) error {
+	all, err := retryDump("list rules", func() ([]netlink.Rule, error) {
+		return h.nl.RuleList(netlink.FAMILY_ALL)
+	})
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, r := range rules {
 		nr, err := toNetlinkRule(r)
@@ -87,11 +96,57 @@ func (h *Handle) DeleteRules(rules []core.Rule) error {
 			errs = append(errs, err)
 			continue
 		}
+		proto, found, ambiguous := lookupRule(all, r)
+		switch {
+		case !found:
+			continue // already gone
+		case ambiguous:
+			errs = append(errs, fmt.Errorf("netlinkx: not deleting rule %s: a foreign rule with the same priority, table "+
+				"and source would match the request", ruleString(r)))
+			continue
+		}
+		nr.Protocol = proto
 		if err := h.nl.RuleDel(nr); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("netlinkx: delete rule %s: %w", ruleString(r), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lookupRule finds the plain rule r in a dump: its protocol, whether it is there, and whether a
+// non-plain rule with the same priority, table and source is there too.
+func lookupRule(all []netlink.Rule, r core.Rule) (proto uint8, found, ambiguous bool) {
+	for _, k := range all {
+		if k.Priority != r.Priority || k.Table != r.Table {
+			continue
+		}
+		if cr, plain := fromNetlinkRule(k); plain {
+			if keyOf(cr) == keyOf(r) {
+				proto, found = k.Protocol, true
+			}
+			continue
+		}
+		if sameSource(k, r) {
+			ambiguous = true
+		}
+	}
+	return proto, found, ambiguous
+}
+
+// sameSource reports whether a (non-plain) rule has r's family and source.
+func sameSource(k netlink.Rule, r core.Rule) bool {
+	fam := netlink.FAMILY_V4
+	if r.Family == core.IPv6 {
+		fam = netlink.FAMILY_V6
+	}
+	if k.Family != fam {
+		return false
+	}
+	if k.Src == nil {
+		return r.From.Bits() == 0
+	}
+	p, ok := prefixOf(k.Src)
+	return ok && p == r.From.Masked()
 }
 
 // sourceRules dumps both families and keeps the plain source rules.

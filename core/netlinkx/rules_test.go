@@ -125,7 +125,7 @@ func TestRulesReportsOnlyPlainSourceRulesInTheBand(t *testing.T) {
 	if _, err := x.EnsureRules([]core.Rule{rule("10.0.1.7/32", 10001)}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := x.Rules(core.OwnedBand.Lo, core.OwnedBand.Hi)
+	got, err := x.Rules(core.OwnedPriorityMin, core.OwnedPriorityMax)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestDeleteRulesDeletesExactlyTheGivenRules(t *testing.T) {
 	if err := x.DeleteRules(ours[1:]); err != nil {
 		t.Errorf("deleting already deleted rules: %v", err)
 	}
-	got, err := x.Rules(core.OwnedBand.Lo, core.OwnedBand.Hi)
+	got, err := x.Rules(core.OwnedPriorityMin, core.OwnedPriorityMax)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +211,30 @@ func TestToNetlinkRuleRejectsIncompleteRules(t *testing.T) {
 	} {
 		if _, err := toNetlinkRule(r); err == nil {
 			t.Errorf("toNetlinkRule(%+v) accepted", r)
+		}
+	}
+}
+
+// Deleting ours[0], the rule a foreign "iif lo" rule shadows (same priority, table and source),
+// must never take the foreign one: the kernel would match the first of the two.
+func TestDeleteRulesNeverTakesAForeignRuleWithTheSameSelectors(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	foreign := addForeignRules(t, n)
+	x := New(n.nl, InNetns(n.ns))
+	ours := rule("10.0.1.7/32", 10001)
+	if _, err := x.EnsureRules([]core.Rule{ours}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.DeleteRules([]core.Rule{ours}); err == nil {
+		t.Error("DeleteRules reported no problem although it could not delete safely")
+	}
+	all, _ := n.nl.RuleList(netlink.FAMILY_V4)
+	for _, f := range foreign {
+		if !slices.ContainsFunc(all, func(r netlink.Rule) bool {
+			return r.Priority == f.Priority && r.Table == f.Table && r.IifName == f.IifName
+		}) {
+			t.Errorf("foreign rule %s was deleted", f)
 		}
 	}
 }
