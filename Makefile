@@ -12,6 +12,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 AGENT_BUILDFLAGS ?=
 EXTRA_LDFLAGS ?=
 STATICCHECK_VERSION ?= v0.8.2
+# The backend (and network manager) the demo and the benchmark run: networkd, networkmanager, ifcfg.
+BACKEND   ?= networkd
 
 .PHONY: all build agent test unit-test lab-test lint fmt demo bench clean install dist rpm deb package-test
 
@@ -24,8 +26,9 @@ build: agent
 agent:
 	$(GO) build $(AGENT_BUILDFLAGS) -trimpath -ldflags '$(LDFLAGS) $(EXTRA_LDFLAGS)' -o $(BIN) ./cmd/ec2-net-utils
 
-# Unit tests need no root; lab tests (real systemd-networkd in network namespaces) run as root
-# and skip with a message otherwise. -p 1 keeps the lab suites from fighting over 2 cores.
+# Unit tests need no root; lab tests (real systemd-networkd, NetworkManager and dhclient in
+# network namespaces) run as root and skip with a message otherwise. -p 1 keeps the lab suites
+# from fighting over 2 cores.
 test: lint
 	$(GO) test -count=1 -p 1 -timeout 15m ./...
 
@@ -41,15 +44,17 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# The demo builds a simulated VPC in network namespaces, runs the daemon in it with real
-# systemd-networkd, attaches an ENI, adds a secondary IP, shows what a user would see, detaches
-# and cleans up. Root only.
+# The demo builds a simulated VPC in network namespaces, runs the daemon in it with the real
+# network manager of $(BACKEND), attaches an ENI, adds a secondary IP, shows what a user would
+# see, detaches and cleans up. Root only.
 demo: build
-	./bin/ec2-net-utils-lab demo --agent $(BIN)
+	./bin/ec2-net-utils-lab demo --agent $(BIN) --backend $(BACKEND)
 
+# Planner time (32 ENIs x 50 addresses + 10 prefixes), then the lab figures: attach -> routed,
+# IMDS requests and reloads per no-change refresh, idle CPU and RSS (docs/performance.md).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./core/...
-	./bin/ec2-net-utils-lab bench --agent $(BIN)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./core/
+	./bin/ec2-net-utils-lab bench --agent $(BIN) --backend $(BACKEND)
 
 clean:
 	rm -rf bin dist
