@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
 type countingReloader struct {
@@ -120,7 +121,7 @@ var (
 )
 
 func twoENIs() (core.Plan, []core.Link) {
-	return core.Plan{Interfaces: []core.InterfacePlan{primaryPlan(), secondaryDualStackPlan()}}, []core.Link{ens5, ens6}
+	return core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), plantest.SecondaryDualStack()}}, []core.Link{ens5, ens6}
 }
 
 func rel(dir string, paths []string) []string {
@@ -321,9 +322,9 @@ func TestReattachUnderNewNameLeavesNoStaleFiles(t *testing.T) {
 
 	ens7 := ens6
 	ens7.Name, ens7.Index = "ens7", 5
-	p7 := secondaryDualStackPlan()
+	p7 := plantest.SecondaryDualStack()
 	p7.Name, p7.Index = "ens7", 5
-	ch := f.apply(t, core.Plan{Interfaces: []core.InterfacePlan{primaryPlan(), p7}}, []core.Link{ens5, ens7})
+	ch := f.apply(t, core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), p7}}, []core.Link{ens5, ens7})
 
 	for _, k := range keys(tree(t, f.dir)) {
 		if strings.HasPrefix(k, "70-ens6.") {

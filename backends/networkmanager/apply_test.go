@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
 // baseProfile is the packaged profile as NM loads it: no interface name, no MAC, the base tag.
@@ -53,7 +54,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{nm: newFakeNM()}
 	f.base = f.nm.addProfile(baseProfile(), false)
-	for _, p := range []core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()} {
+	for _, p := range []core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()} {
 		f.nm.addDevice(p.Name, p.MAC)
 		f.nm.run(p.Name, f.base)
 	}
@@ -94,17 +95,17 @@ func wantCalls(t *testing.T, got []string, want ...string) {
 
 func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
 	f := newFixture(t)
-	ch := f.apply(t, primaryPlan(), ipv4OnlyPlan())
+	ch := f.apply(t, plantest.Primary(), plantest.IPv4Only())
 	wantCalls(t, f.calls(),
 		"add-and-activate ec2-net-utils-ens5 persist=false", "add-and-activate ec2-net-utils-ens6 persist=false")
 	if want := (core.Changes{Written: []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}, Reloads: 2}); !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(ipv4OnlyPlan(), Observed{}), f.nm.devices["ens6"].applied); d != "" {
+	if d := diff(Render(plantest.IPv4Only(), Observed{}), f.nm.devices["ens6"].applied); d != "" {
 		t.Errorf("ens6 does not run the rendered profile: differs at %s", d)
 	}
 
-	if ch := f.apply(t, primaryPlan(), ipv4OnlyPlan()); ch.Changed() {
+	if ch := f.apply(t, plantest.Primary(), plantest.IPv4Only()); ch.Changed() {
 		t.Errorf("second apply changed %+v", ch)
 	}
 	wantCalls(t, f.calls())
@@ -112,7 +113,7 @@ func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
 
 func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.calls()
 	version := f.nm.devices["ens6"].version
@@ -132,7 +133,7 @@ func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) 
 
 func TestReapplyIsRetriedWhenTheAppliedConnectionChangedMeanwhile(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.calls()
 	p.MTU = 1500
@@ -152,7 +153,7 @@ func TestReapplyIsRetriedWhenTheAppliedConnectionChangedMeanwhile(t *testing.T) 
 // re-read the profile); the next pass reapplies the profile without rewriting it.
 func TestAppliedConnectionChangedBehindOurBackIsRestored(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.calls()
 	f.nm.devices["ens6"].applied["ipv4"]["routing-rules"] = dbus.MakeVariant([]map[string]dbus.Variant{})
@@ -164,7 +165,7 @@ func TestAppliedConnectionChangedBehindOurBackIsRestored(t *testing.T) {
 
 func TestActivatingDeviceGetsTheProfileButNoReapply(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.nm.devices["ens6"].state = gonm.NmDeviceStateIpConfig
 	f.calls()
@@ -181,7 +182,7 @@ func TestUserProfileGetsThePlanMergedIntoItsAppliedConnection(t *testing.T) {
 	user := f.nm.addProfile(userProfile("ens6", nil), false)
 	f.nm.run("ens6", user)
 	before := nmCopy(f.nm.profiles[user].settings)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 
 	ch := f.apply(t, p)
 	wantCalls(t, f.calls(), "reapply cloud-init ens6 merged version=2 flags=1")
@@ -209,7 +210,7 @@ func TestUserProfileGetsThePlanMergedIntoItsAppliedConnection(t *testing.T) {
 func TestProfileTaggedSkipIsLeftAlone(t *testing.T) {
 	f := newFixture(t)
 	f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", map[string]string{TagSkip: "yes"}), false))
-	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+	if ch := f.apply(t, plantest.IPv4Only()); ch.Changed() {
 		t.Errorf("changes = %+v, want none", ch)
 	}
 	wantCalls(t, f.calls())
@@ -219,7 +220,7 @@ func TestProfileTaggedSkipIsLeftAlone(t *testing.T) {
 // activation.
 func TestOwnProfileGoesWhenAUserProfileTakesTheENI(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", nil), false))
 	f.calls()
@@ -235,14 +236,14 @@ func TestOwnProfileGoesWhenAUserProfileTakesTheENI(t *testing.T) {
 func TestUserProfileWaitingForTheENIIsNotTakenOver(t *testing.T) {
 	f := newFixture(t)
 	f.nm.addProfile(userProfile("ens6", nil), false)
-	ch := f.apply(t, ipv4OnlyPlan())
+	ch := f.apply(t, plantest.IPv4Only())
 	wantCalls(t, f.calls(), "reapply ec2-net-utils-default merged version=1 flags=1")
 	if !slices.Equal(ch.Written, []string{AppliedName("ens6")}) {
 		t.Errorf("written = %v", ch.Written)
 	}
 
 	f.nm.devices["ens6"].active, f.nm.devices["ens6"].state = "", gonm.NmDeviceStateDisconnected
-	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+	if ch := f.apply(t, plantest.IPv4Only()); ch.Changed() {
 		t.Errorf("disconnected ENI with a user's profile available: %+v, want nothing", ch)
 	}
 }
@@ -252,7 +253,7 @@ func TestIdleENIGetsAProfileActivatedUnlessAutoconnectIsOff(t *testing.T) {
 		f := newFixture(t)
 		d := f.nm.devices["ens6"]
 		d.active, d.state, d.autoconnect = "", gonm.NmDeviceStateDisconnected, autoconnect
-		ch := f.apply(t, ipv4OnlyPlan())
+		ch := f.apply(t, plantest.IPv4Only())
 		want := "add ec2-net-utils-ens6 persist=false"
 		if autoconnect {
 			want = "add-and-activate ec2-net-utils-ens6 persist=false"
@@ -262,7 +263,7 @@ func TestIdleENIGetsAProfileActivatedUnlessAutoconnectIsOff(t *testing.T) {
 			t.Errorf("autoconnect=%v: %+v", autoconnect, ch)
 		}
 		// Our profile exists and is down: NM's autoconnect decides (it may have been taken down).
-		if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() && !autoconnect {
+		if ch := f.apply(t, plantest.IPv4Only()); ch.Changed() && !autoconnect {
 			t.Errorf("autoconnect=%v: second apply %+v, want nothing", autoconnect, ch)
 		}
 	}
@@ -270,7 +271,7 @@ func TestIdleENIGetsAProfileActivatedUnlessAutoconnectIsOff(t *testing.T) {
 
 func TestExistingProfileReplacesTheBaseWithoutBeingAddedAgain(t *testing.T) {
 	f := newFixture(t)
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	f.nm.run("ens6", f.base) // e.g. the ENI came back and the base won a race
 	f.calls()
@@ -283,14 +284,14 @@ func TestExistingProfileReplacesTheBaseWithoutBeingAddedAgain(t *testing.T) {
 
 func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 	f := newFixture(t)
-	f.apply(t, primaryPlan(), ipv4OnlyPlan())
-	f.nm.addProfile(Render(card1Plan(), Observed{}), true) // left by an ENI detached while the agent was down
+	f.apply(t, plantest.Primary(), plantest.IPv4Only())
+	f.nm.addProfile(Render(plantest.Card1(), Observed{}), true) // left by an ENI detached while the agent was down
 	userOfGone := f.nm.addProfile(userProfile("ens9", nil), false)
 	f.calls()
 
 	// ens6 is detached; ens5 stays but is no longer planned (excluded, say): keep its profile.
 	delete(f.nm.devices, "ens6")
-	ch, err := f.b.Apply(context.Background(), core.Plan{}, linksOf([]core.InterfacePlan{primaryPlan()}))
+	ch, err := f.b.Apply(context.Background(), core.Plan{}, linksOf([]core.InterfacePlan{plantest.Primary()}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,13 +309,13 @@ func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 func TestDryRunReportsTheSameAndChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	dry := newBackend(f.nm, Options{DryRun: true, DeviceWait: time.Millisecond})
-	ch, err := dry.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()}},
-		linksOf([]core.InterfacePlan{primaryPlan(), ipv4OnlyPlan()}))
+	ch, err := dry.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()}},
+		linksOf([]core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, f.calls())
-	if real := f.apply(t, primaryPlan(), ipv4OnlyPlan()); !cmp.Equal(ch, real) {
+	if real := f.apply(t, plantest.Primary(), plantest.IPv4Only()); !cmp.Equal(ch, real) {
 		t.Errorf("dry run %+v, real %+v", ch, real)
 	}
 }
@@ -322,10 +323,10 @@ func TestDryRunReportsTheSameAndChangesNothing(t *testing.T) {
 func TestPersistMovesTheProfile(t *testing.T) {
 	f := newFixture(t)
 	f.b.persist = true
-	f.apply(t, ipv4OnlyPlan())
+	f.apply(t, plantest.IPv4Only())
 	wantCalls(t, f.calls(), "add-and-activate ec2-net-utils-ens6 persist=true")
 	f.b.persist = false
-	ch := f.apply(t, ipv4OnlyPlan())
+	ch := f.apply(t, plantest.IPv4Only())
 	wantCalls(t, f.calls(), "update ec2-net-utils-ens6 persist=false")
 	if ch.Reloads != 0 {
 		t.Errorf("moving a profile to memory reconfigured the device: %+v", ch)
@@ -336,7 +337,7 @@ func TestUnmanagedENIIsLeftAlone(t *testing.T) {
 	f := newFixture(t)
 	d := f.nm.devices["ens6"]
 	d.active, d.state = "", gonm.NmDeviceStateUnmanaged
-	if ch := f.apply(t, ipv4OnlyPlan()); ch.Changed() {
+	if ch := f.apply(t, plantest.IPv4Only()); ch.Changed() {
 		t.Errorf("changes = %+v on an unmanaged device", ch)
 	}
 	wantCalls(t, f.calls())
@@ -345,12 +346,12 @@ func TestUnmanagedENIIsLeftAlone(t *testing.T) {
 func TestHotAttachedLinkIsWaitedForAndAnUnknownOneReported(t *testing.T) {
 	f := newFixture(t)
 	f.nm.appearAfter["ens6"] = 2 // NM picks the link up after two polls
-	if ch := f.apply(t, ipv4OnlyPlan()); ch.Reloads != 1 {
+	if ch := f.apply(t, plantest.IPv4Only()); ch.Reloads != 1 {
 		t.Errorf("changes = %+v, want the ENI taken over once NM knew it", ch)
 	}
 	delete(f.nm.devices, "ens6")
-	_, err := f.b.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{ipv4OnlyPlan(), primaryPlan()}},
-		linksOf([]core.InterfacePlan{ipv4OnlyPlan(), primaryPlan()}))
+	_, err := f.b.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{plantest.IPv4Only(), plantest.Primary()}},
+		linksOf([]core.InterfacePlan{plantest.IPv4Only(), plantest.Primary()}))
 	if err == nil || !strings.Contains(err.Error(), "ens6") {
 		t.Errorf("Apply for a link NM never learns of: %v", err)
 	}
@@ -362,7 +363,7 @@ func TestHotAttachedLinkIsWaitedForAndAnUnknownOneReported(t *testing.T) {
 func TestNetworkManagerBefore142ReappliesWithoutPreserveExternalIP(t *testing.T) {
 	f := newFixture(t)
 	f.nm.version = "1.40.16"
-	p := ipv4OnlyPlan()
+	p := plantest.IPv4Only()
 	f.apply(t, p)
 	p.MTU = 1500
 	f.calls()
@@ -376,7 +377,7 @@ func TestNetworkManagerBefore142ReappliesWithoutPreserveExternalIP(t *testing.T)
 // RA router, which NM reports only after an RA; the pass after that adds it by Reapply.
 func TestIPv6DefaultRouteFollowsTheRouterOnceKnown(t *testing.T) {
 	f := newFixture(t)
-	p := secondaryDualStackPlan()
+	p := plantest.SecondaryDualStack()
 	f.nm.addDevice(p.Name, p.MAC)
 	f.nm.run(p.Name, f.base)
 	f.apply(t, p)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
@@ -26,88 +27,6 @@ var (
 	v6Default = netip.MustParsePrefix("::/0")
 	raRouter  = netip.MustParseAddr("fe80::1ff:fe23:4567:890a")
 )
-
-// Hand-built plans, shaped as the planner builds them (numbering per §2.1 of the reference); the
-// same ENIs as the networkd backend's golden tests.
-
-func primaryPlan() core.InterfacePlan {
-	return core.InterfacePlan{
-		Name: "ens5", Index: 2, MAC: "02:00:00:00:05:05", InterfaceID: "eni-0a0a0a0a0a0a0a0a0",
-		Primary: true, Table: 10000, Priority: 10000, Metric: 512, MainDefaultRoute: true, IPv4: true,
-		PrimaryIPv4: netip.MustParseAddr("10.0.0.5"), SubnetIPv4: netip.MustParsePrefix("10.0.0.0/24"),
-		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.9/32"), netip.MustParsePrefix("10.0.0.12/32")},
-		Routes: []core.Route{
-			{Table: 10000, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.0.1")},
-			{Table: 10000, Destination: netip.MustParsePrefix("10.0.0.0/24")},
-		},
-	}
-}
-
-func secondaryDualStackPlan() core.InterfacePlan {
-	rule := func(f core.Family, from string) core.Rule {
-		return core.Rule{Family: f, From: netip.MustParsePrefix(from), Table: 10001, Priority: 10001}
-	}
-	return core.InterfacePlan{
-		Name: "ens6", Index: 3, MAC: "02:aa:bb:cc:dd:ee", InterfaceID: "eni-0b0b0b0b0b0b0b0b0",
-		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: true, IPv4: true, IPv6: true,
-		PrimaryIPv4: netip.MustParseAddr("10.0.1.50"), SubnetIPv4: netip.MustParsePrefix("10.0.1.0/24"),
-		Rules: []core.Rule{
-			rule(core.IPv4, "10.0.1.50/32"), rule(core.IPv4, "10.0.1.52/32"), rule(core.IPv4, "10.0.1.51/32"),
-			rule(core.IPv4, "10.0.1.64/28"),
-			rule(core.IPv6, "2600:1f14:abc:de00::5/128"), rule(core.IPv6, "2600:1f14:abc:de00:1234::/80"),
-		},
-		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), netip.MustParsePrefix("10.0.1.52/32")},
-		Routes: []core.Route{
-			{Table: 10001, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.1.1")},
-			{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24")},
-			{Table: 10001, Destination: v6Default, GatewayFromRA: true},
-			{Table: 10001, Destination: netip.MustParsePrefix("2600:1f14:abc:de00::/64")},
-		},
-		Altnames: []string{"eni-0b0b0b0b0b0b0b0b0", "device-number-1.0"},
-	}
-}
-
-func ipv4OnlyPlan() core.InterfacePlan {
-	return core.InterfacePlan{
-		Name: "ens6", Index: 3, MAC: "02:00:00:00:06:06", InterfaceID: "eni-0c0c0c0c0c0c0c0c0",
-		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: false, IPv4: true,
-		PrimaryIPv4: netip.MustParseAddr("10.0.1.7"), SubnetIPv4: netip.MustParsePrefix("10.0.1.0/24"),
-		Rules: []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.1.7/32"), Table: 10001, Priority: 10001}},
-		Routes: []core.Route{
-			{Table: 10001, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.1.1")},
-			{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24")},
-		},
-		MTU: 9001,
-	}
-}
-
-func ipv6OnlyPlan() core.InterfacePlan {
-	return core.InterfacePlan{
-		Name: "ens6", Index: 3, MAC: "02:00:00:00:06:07", InterfaceID: "eni-0d0d0d0d0d0d0d0d0",
-		DeviceNumber: 1, Table: 10001, Priority: 10001, Metric: 513, MainDefaultRoute: true, IPv6: true,
-		Rules: []core.Rule{
-			{Family: core.IPv6, From: netip.MustParsePrefix("2600:1f14:abc:de00::7/128"), Table: 10001, Priority: 10001},
-			{Family: core.IPv6, From: netip.MustParsePrefix("2600:1f14:abc:de00:4444::/80"), Table: 10001, Priority: 10001},
-		},
-		Routes: []core.Route{
-			{Table: 10001, Destination: v6Default, GatewayFromRA: true},
-			{Table: 10001, Destination: netip.MustParsePrefix("2600:1f14:abc:de00::/64")},
-		},
-	}
-}
-
-func card1Plan() core.InterfacePlan {
-	return core.InterfacePlan{
-		Name: "ens7", Index: 4, MAC: "02:00:00:01:00:00", InterfaceID: "eni-0e0e0e0e0e0e0e0e0",
-		DeviceNumber: 0, NetworkCard: 1, Table: 10100, Priority: 10100, Metric: 612, MainDefaultRoute: true, IPv4: true,
-		PrimaryIPv4: netip.MustParseAddr("10.0.2.20"), SubnetIPv4: netip.MustParsePrefix("10.0.2.0/24"),
-		Rules: []core.Rule{{Family: core.IPv4, From: netip.MustParsePrefix("10.0.2.20/32"), Table: 10100, Priority: 10100}},
-		Routes: []core.Route{
-			{Table: 10100, Destination: v4Default, Gateway: netip.MustParseAddr("10.0.2.1")},
-			{Table: 10100, Destination: netip.MustParsePrefix("10.0.2.0/24")},
-		},
-	}
-}
 
 func withoutMainDefault(p core.InterfacePlan) core.InterfacePlan {
 	p.MainDefaultRoute = false
@@ -120,15 +39,15 @@ func TestRenderGolden(t *testing.T) {
 		plan core.InterfacePlan
 		obs  Observed
 	}{
-		{"primary-with-secondaries", primaryPlan(), Observed{}},
-		{"secondary-dual-stack-prefixes", secondaryDualStackPlan(), Observed{RAGateway6: raRouter}},
+		{"primary-with-secondaries", plantest.Primary(), Observed{}},
+		{"secondary-dual-stack-prefixes", plantest.SecondaryDualStack(), Observed{RAGateway6: raRouter}},
 		// Before NM has seen an RA there is no router to name: the IPv6 default route waits.
-		{"secondary-dual-stack-before-ra", secondaryDualStackPlan(), Observed{}},
+		{"secondary-dual-stack-before-ra", plantest.SecondaryDualStack(), Observed{}},
 		// Without the RA default route in main, NM puts the ENI's RA routes into its table.
-		{"secondary-dual-stack-no-main-default", withoutMainDefault(secondaryDualStackPlan()), Observed{RAGateway6: raRouter}},
-		{"ipv4-only-mtu", ipv4OnlyPlan(), Observed{}},
-		{"ipv6-only", ipv6OnlyPlan(), Observed{RAGateway6: raRouter}},
-		{"card1", card1Plan(), Observed{}},
+		{"secondary-dual-stack-no-main-default", withoutMainDefault(plantest.SecondaryDualStack()), Observed{RAGateway6: raRouter}},
+		{"ipv4-only-mtu", plantest.IPv4Only(), Observed{}},
+		{"ipv6-only", plantest.IPv6Only(), Observed{RAGateway6: raRouter}},
+		{"card1", plantest.Card1(), Observed{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +63,7 @@ func TestRenderGolden(t *testing.T) {
 // TestRenderTypesAreWhatNetworkManagerTakes pins the D-Bus types NM insists on (lab README §4):
 // a routing rule's table sent as int32 is rejected, and so is a route metric sent as uint32.
 func TestRenderTypesAreWhatNetworkManagerTakes(t *testing.T) {
-	s := Render(secondaryDualStackPlan(), Observed{RAGateway6: raRouter})
+	s := Render(plantest.SecondaryDualStack(), Observed{RAGateway6: raRouter})
 	sig := func(v dbus.Variant) string { return v.Signature().String() }
 	want := map[string]string{
 		"802-3-ethernet.mac-address": "ay", "802-3-ethernet.mtu": "u",
@@ -187,13 +106,13 @@ func TestProfileUUIDIsStablePerMACAndVersion5(t *testing.T) {
 }
 
 func TestOwnedNeedsTheTagAndTheUUIDOfItsOwnMAC(t *testing.T) {
-	ours := Render(primaryPlan(), Observed{})
-	clone := Render(primaryPlan(), Observed{})
+	ours := Render(plantest.Primary(), Observed{})
+	clone := Render(plantest.Primary(), Observed{})
 	clone["connection"] = cloneSetting(clone["connection"])
 	clone["connection"]["uuid"] = dbus.MakeVariant("0b6c5e1d-0000-4000-8000-000000000001") // nmcli connection clone
-	untagged := Render(primaryPlan(), Observed{})
+	untagged := Render(plantest.Primary(), Observed{})
 	untagged["user"] = map[string]dbus.Variant{"data": dbus.MakeVariant(map[string]string{})}
-	otherMAC := Render(primaryPlan(), Observed{})
+	otherMAC := Render(plantest.Primary(), Observed{})
 	otherMAC["802-3-ethernet"] = cloneSetting(otherMAC["802-3-ethernet"])
 	otherMAC["802-3-ethernet"]["mac-address"] = dbus.MakeVariant([]byte{2, 0, 0, 0, 9, 9})
 	for name, tt := range map[string]struct {
@@ -209,7 +128,7 @@ func TestOwnedNeedsTheTagAndTheUUIDOfItsOwnMAC(t *testing.T) {
 // TestDiffReadsNetworkManagersCopy: NM leaves keys at their default out of GetSettings, so a
 // profile NM returns must compare equal to the rendered one; a changed value or type must not.
 func TestDiffReadsNetworkManagersCopy(t *testing.T) {
-	want := Render(ipv4OnlyPlan(), Observed{})
+	want := Render(plantest.IPv4Only(), Observed{})
 	if d := diff(want, nmCopy(want)); d != "" {
 		t.Fatalf("NM's copy of an unchanged profile differs at %s", d)
 	}
@@ -233,7 +152,7 @@ func TestDiffReadsNetworkManagersCopy(t *testing.T) {
 }
 
 func TestMergeAddsThePlanToTheUsersOwnRouting(t *testing.T) {
-	p := secondaryDualStackPlan()
+	p := plantest.SecondaryDualStack()
 	userRule := map[string]dbus.Variant{"family": dbus.MakeVariant(afInet), "priority": dbus.MakeVariant(uint32(200)),
 		"from": dbus.MakeVariant("192.0.2.10"), "from-len": dbus.MakeVariant(uint8(32)), "table": dbus.MakeVariant(uint32(200))}
 	// The user's static address is also one of the plan's: it must not appear twice.
@@ -276,7 +195,7 @@ func TestMergeLeavesFamiliesWithoutAddressesAlone(t *testing.T) {
 		"ipv4": {"method": dbus.MakeVariant("auto"), "addresses": dbus.MakeVariant([][]uint32{})},
 		"ipv6": {"method": dbus.MakeVariant("ignore"), "addresses": dbus.MakeVariant([][]any{}), "routes": dbus.MakeVariant([][]any{})},
 	}
-	merged, skipped := Merge(applied, applied, secondaryDualStackPlan(), Observed{})
+	merged, skipped := Merge(applied, applied, plantest.SecondaryDualStack(), Observed{})
 	if !slices.Equal(skipped, []string{"ipv6 (method ignore)"}) {
 		t.Errorf("skipped = %v", skipped)
 	}
