@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-net-utils/ec2-net-utils/backends"
@@ -63,6 +64,16 @@ func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backe
 		log.Debug("backend selected", "backend", a.selection.Backend.Name(), "why", a.selection.Reason)
 	}
 	return a, nil
+}
+
+// agent loads the configuration (with the command line's overrides) and builds the agent, logging
+// to the command's stderr.
+func (g *globals) agent(cmd *cobra.Command, opts backends.Options) (*agent, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return newAgent(cmd.Context(), cfg, newLogger(cfg.LogLevel, cmd.ErrOrStderr()), opts)
 }
 
 func (a *agent) Close() {

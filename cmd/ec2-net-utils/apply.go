@@ -20,12 +20,7 @@ backend write what differs (and reload its manager only if something changed). W
 prints what would change and changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
-			a, err := newAgent(cmd.Context(), cfg, log, backends.Options{DryRun: dryRun})
+			a, err := g.agent(cmd, backends.Options{DryRun: dryRun})
 			if err != nil {
 				return err
 			}

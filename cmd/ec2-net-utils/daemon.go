@@ -25,16 +25,12 @@ stops cleanly on SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
-			a, err := newAgent(ctx, cfg, log, backends.Options{})
+			a, err := g.agent(cmd, backends.Options{})
 			if err != nil {
 				return err
 			}
 			defer a.Close()
+			cfg, log := a.cfg, a.log
 			r, err := a.reconciler()
 			if err != nil {
 				return err

@@ -20,12 +20,7 @@ priority, metric, source rules, secondary addresses, routes and altnames the age
 configure, ENIs that are pending and why, and the backend that would apply them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg.LogLevel, cmd.ErrOrStderr())
-			a, err := newAgent(cmd.Context(), cfg, log, backends.Options{DryRun: true})
+			a, err := g.agent(cmd, backends.Options{DryRun: true})
 			if err != nil {
 				return err
 			}
