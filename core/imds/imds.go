@@ -201,8 +201,8 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               local-ipv4s, subnet-ipv4-cidr-block, vpc-ipv4-cidr-blocks), +1 network-card
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
-//	with reuse:    1 (macs/) + per ENI its listing, local-ipv4s and each IPv6 or prefix key
-//	               it lists. N plain IPv4 ENIs: 1 + 2N.
+//	with reuse:    per known ENI its listing, local-ipv4s and each IPv6 or prefix key it
+//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
 //
 // (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
@@ -287,11 +287,15 @@ func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error
 		}
 		r.raw.PrimaryMAC = strings.TrimSpace(mac)
 	}
-	listing, err := c.getRequired(ctx, "network/interfaces/macs/")
-	if err != nil {
-		return reading{}, err
+	dirs := knownMACs(reuse)
+	if dirs == nil {
+		listing, err := c.getRequired(ctx, "network/interfaces/macs/")
+		if err != nil {
+			return reading{}, err
+		}
+		dirs = listLines(listing)
 	}
-	if err := c.readENIs(ctx, &r, listLines(listing), reusable(reuse)); err != nil {
+	if err := c.readENIs(ctx, &r, dirs, reusable(reuse)); err != nil {
 		return reading{}, err
 	}
 	return r, nil
@@ -409,6 +413,24 @@ func (r *reading) notPropagated(inst core.Instance) []string {
 }
 
 // reusable indexes the valid ENIs of a previous snapshot by MAC.
+// knownMACs are the ENIs a refresh re-reads instead of listing macs/: ENIs come and go with link
+// events, which ask for a read without reuse, so a refresh only needs the known ENIs' addresses
+// and prefixes (a known ENI whose directory answers 404 was detached and is dropped). nil means
+// "list them".
+func knownMACs(prev *core.Instance) []string {
+	if prev == nil || len(prev.ENIs)+len(prev.Problems) == 0 {
+		return nil
+	}
+	macs := make([]string, 0, len(prev.ENIs)+len(prev.Problems))
+	for _, e := range prev.ENIs {
+		macs = append(macs, e.MAC)
+	}
+	for _, p := range prev.Problems {
+		macs = append(macs, p.MAC)
+	}
+	return macs
+}
+
 func reusable(prev *core.Instance) map[string]core.ENI {
 	if prev == nil {
 		return nil

@@ -424,8 +424,8 @@ func TestRequestCounts(t *testing.T) {
 		t.Errorf("refresh without reuse: %d requests, want 19", n)
 	}
 	reused, n := count(&full)
-	if n != 10 { // macs/ + 2 listings + primary local-ipv4s + secondary 6 (no VPC CIDRs)
-		t.Errorf("refresh with reuse: %d requests, want 10", n)
+	if n != 9 { // 2 listings + primary local-ipv4s + secondary 6 (no macs/, no VPC CIDRs)
+		t.Errorf("refresh with reuse: %d requests, want 9", n)
 	}
 	if diff := cmp.Diff(full, reused, netipComparers); diff != "" {
 		t.Errorf("reuse changed the snapshot (-full +reused):\n%s", diff)
@@ -489,7 +489,7 @@ func TestConnectionRefusedIsAnError(t *testing.T) {
 }
 
 // TestRequestCountsMultiCard: three plain IPv4 ENIs with network-card: 2 + 7 per ENI without
-// reuse, 1 + 2 per ENI with it.
+// reuse, 2 per ENI with it.
 func TestRequestCountsMultiCard(t *testing.T) {
 	l := startFake(t, "imds-multi-card.json")
 	c := newClient(t, l)
@@ -501,8 +501,8 @@ func TestRequestCountsMultiCard(t *testing.T) {
 	}
 	before = c.Requests()
 	reused := snapshot(t, c, &full)
-	if n := c.Requests() - before; n != 1+3*2 {
-		t.Errorf("with reuse: %d requests, want %d", n, 1+3*2)
+	if n := c.Requests() - before; n != 3*2 {
+		t.Errorf("with reuse: %d requests, want %d", n, 3*2)
 	}
 	if diff := cmp.Diff(full, reused, netipComparers); diff != "" {
 		t.Errorf("reuse changed the snapshot:\n%s", diff)
@@ -548,5 +548,18 @@ func TestRetriesStillHappenAfterAnOutage(t *testing.T) {
 	l.fake.FailNext(1, 503) // the outage is over but for one last 503
 	if _, err := c.Snapshot(context.Background(), &full); err != nil {
 		t.Errorf("one 503 after an outage failed the read: %v", err)
+	}
+}
+
+// A refresh reads the known ENIs without listing macs/; one that was detached meanwhile (its
+// directory answers 404) is dropped, not an error.
+func TestRefreshDropsAKnownENIThatWasDetached(t *testing.T) {
+	l := startFake(t, "imds-dual-stack.json")
+	c := newClient(t, l)
+	full := snapshot(t, c, nil)
+	l.fake.Update(func(sc *scenario.Scenario) { delete(sc.Interfaces, secondaryMAC) })
+	inst := snapshot(t, c, &full)
+	if diff := cmp.Diff([]string{primaryMAC}, macs(inst)); diff != "" || len(inst.Problems) != 0 {
+		t.Errorf("ENIs (-want +got):\n%s\nproblems %v", diff, inst.Problems)
 	}
 }
