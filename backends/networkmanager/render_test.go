@@ -22,11 +22,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
 
-var (
-	v4Default = netip.MustParsePrefix("0.0.0.0/0")
-	v6Default = netip.MustParsePrefix("::/0")
-	raRouter  = netip.MustParseAddr("fe80::1ff:fe23:4567:890a")
-)
+var raRouter = netip.MustParseAddr("fe80::1ff:fe23:4567:890a")
 
 func withoutMainDefault(p core.InterfacePlan) core.InterfacePlan {
 	p.MainDefaultRoute = false
