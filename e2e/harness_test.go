@@ -63,6 +63,18 @@ func setupIfcfg(t *testing.T, l *lab.Lab) {
 	must(t, l.SetupBackend("ifcfg", ".."))
 }
 
+// backendNamed is the backend case of a backend-specific test.
+func backendNamed(t *testing.T, name string) backendCase {
+	t.Helper()
+	for _, bc := range backendCases {
+		if bc.name == name {
+			return bc
+		}
+	}
+	t.Fatalf("no backend case %q", name)
+	return backendCase{}
+}
+
 // ENIs of the scenarios. Slot N is the subnet 10.99.N.0/24; the router is 10.99.N.1.
 func primaryENI() lab.ENISpec {
 	return lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", DeviceNumber: 0,

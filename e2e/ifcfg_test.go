@@ -108,15 +108,6 @@ func (e *env) dhclients(iface string) []int {
 	return pids
 }
 
-func ifcfgCase(t *testing.T) backendCase {
-	t.Helper()
-	i := slices.IndexFunc(backendCases, func(b backendCase) bool { return b.name == "ifcfg" })
-	if i < 0 {
-		t.Fatal("no ifcfg backend case")
-	}
-	return backendCases[i]
-}
-
 // onePointXIfcfg is ens6's ifcfg file as amazon-ec2-net-utils 1.x left it, with a knob set.
 func onePointXIfcfg(knob string) string {
 	return "DEVICE=ens6\nBOOTPROTO=dhcp\nONBOOT=yes\nTYPE=Ethernet\nUSERCTL=yes\nPEERDNS=no\nIPV6INIT=yes\n" +
@@ -127,7 +118,7 @@ func onePointXIfcfg(knob string) string {
 // left behind, the agent's dhclient gives ens6 its address but no default route in main, traffic
 // from its addresses still leaves through it (source rules), and the file is not rewritten.
 func TestIfcfgMainRouteTableNoKeepsTheENIOutOfMain(t *testing.T) {
-	e := newEnv(t, ifcfgCase(t), envOptions{})
+	e := newEnv(t, backendNamed(t, "ifcfg"), envOptions{})
 	const path = "/etc/sysconfig/network-scripts/ifcfg-ens6"
 	must(t, e.l.WriteInstanceFile(path, onePointXIfcfg("MAINROUTETABLE=no"), 0o644))
 	e.startAgent()
@@ -153,7 +144,7 @@ func TestIfcfgMainRouteTableNoKeepsTheENIOutOfMain(t *testing.T) {
 // TestIfcfgEC2SyncNoLeavesTheENIAlone: with EC2SYNC=no the agent starts no dhclient for ens6 and
 // adds no rule, route, address or file, also not when refreshes and rule restores come by.
 func TestIfcfgEC2SyncNoLeavesTheENIAlone(t *testing.T) {
-	e := newEnv(t, ifcfgCase(t), envOptions{})
+	e := newEnv(t, backendNamed(t, "ifcfg"), envOptions{})
 	must(t, e.l.WriteInstanceFile("/etc/sysconfig/network-scripts/ifcfg-ens6", onePointXIfcfg("EC2SYNC=no"), 0o644))
 	// Not e.startAgent: that waits for ens6's lease, which this test expects never to come.
 	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")

@@ -8,23 +8,12 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
-func networkdCase(t *testing.T) backendCase {
-	t.Helper()
-	for _, bc := range backendCases {
-		if bc.name == "networkd" {
-			return bc
-		}
-	}
-	t.Fatal("no networkd backend case")
-	return backendCase{}
-}
-
 // A user's (or netplan's) .network that sorts before ours wins the link, and networkd ignores
 // drop-ins of any other file (amazon-ec2-net-utils #146). The agent asks networkd which file is
 // active and puts its drop-ins next to that one.
 func TestNetworkdDropInsFollowTheFileNetworkdActuallyUses(t *testing.T) {
 	const userFile = "/etc/systemd/network/10-user-ens6.network"
-	e := newEnv(t, networkdCase(t), envOptions{beforeManager: func(l *lab.Lab) error {
+	e := newEnv(t, backendNamed(t, "networkd"), envOptions{beforeManager: func(l *lab.Lab) error {
 		return l.WriteInstanceFile(userFile, "# a user's own configuration for ens6\n[Match]\nName=ens6\n\n[Network]\nDHCP=ipv4\n", 0o644)
 	}})
 	e.addForeignRules()
@@ -50,7 +39,7 @@ func TestNetworkdDropInsFollowTheFileNetworkdActuallyUses(t *testing.T) {
 // An ENI detached and attached again under another name (udev renames it) is configured under
 // the new name, and nothing of the old name is left to capture it (amazon-ec2-net-utils #166).
 func TestNetworkdReattachedUnderANewNameIsConfiguredOnlyUnderIt(t *testing.T) {
-	e := newEnv(t, networkdCase(t), envOptions{})
+	e := newEnv(t, backendNamed(t, "networkd"), envOptions{})
 	e.startAgent()
 	e.waitRule(ens6Rule10, true)
 	must(t, e.l.Detach("ens6"))

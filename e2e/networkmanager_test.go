@@ -10,17 +10,6 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
-func networkManagerCase(t *testing.T) backendCase {
-	t.Helper()
-	for _, bc := range backendCases {
-		if bc.name == "networkmanager" {
-			return bc
-		}
-	}
-	t.Fatal("no networkmanager backend case")
-	return backendCase{}
-}
-
 // cloudInitProfile is the profile cloud-init writes for an ENI on RHEL-family images.
 const cloudInitProfile = `[connection]
 id=cloud-init ens6
@@ -45,7 +34,7 @@ const cloudInitPath = "/etc/NetworkManager/system-connections/cloud-init-ens6.nm
 // routing to its applied connection with Reapply, writes no profile of its own for it, and leaves
 // the profile on disk as it was.
 func TestNetworkManagerKeepsAUsersProfileAndAddsTheRouting(t *testing.T) {
-	e := newEnv(t, networkManagerCase(t), envOptions{beforeManager: func(l *lab.Lab) error {
+	e := newEnv(t, backendNamed(t, "networkmanager"), envOptions{beforeManager: func(l *lab.Lab) error {
 		return l.WriteInstanceFile(cloudInitPath, cloudInitProfile, 0o600)
 	}})
 	e.addForeignRules()
