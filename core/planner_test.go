@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/golden"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -54,26 +54,9 @@ func TestPlanGolden(t *testing.T) {
 			if err := core.WriteText(&txt, plan); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", "plan", name+".json"), append(js, '\n'))
-			golden(t, filepath.Join("testdata", "plan", name+".txt"), txt.Bytes())
+			golden.Check(t, filepath.Join("testdata", "plan", name+".json"), append(js, '\n'), *update)
+			golden.Check(t, filepath.Join("testdata", "plan", name+".txt"), txt.Bytes(), *update)
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./core -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
 	}
 }
 

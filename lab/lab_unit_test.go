@@ -2,33 +2,16 @@ package lab
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ec2-net-utils/ec2-net-utils/internal/golden"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
-}
 
 func TestSourceCheckRuleset(t *testing.T) {
 	got := renderSrcCheck([]srcCheckIface{
@@ -36,7 +19,7 @@ func TestSourceCheckRuleset(t *testing.T) {
 		{Name: "vpc1", Sources: []string{"10.99.1.10", "10.99.1.32/28"}},
 		{Name: "vpc2"}, // detached: only DHCP passes
 	})
-	golden(t, "srccheck.nft", got)
+	golden.Check(t, filepath.Join("testdata", "srccheck.nft"), []byte(got), *update)
 }
 
 func TestAllowedSourcesComeFromLocalIPv4sAndPrefixes(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/golden"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
@@ -59,7 +60,7 @@ func TestRenderGolden(t *testing.T) {
 			if again := Render(tt.plan, tt.active); !cmp.Equal(files, again) {
 				t.Errorf("Render is not deterministic")
 			}
-			checkGolden(t, filepath.Join("testdata", tt.name+".golden"), dump(files))
+			golden.Check(t, filepath.Join("testdata", tt.name+".golden"), dump(files), *update)
 		})
 	}
 }
@@ -152,23 +153,4 @@ func dump(files Files) []byte {
 		fmt.Fprintf(&b, "==> %s <==\n%s", f.Path, f.Content)
 	}
 	return b.Bytes()
-}
-
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./backends/networkd -update)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
 }

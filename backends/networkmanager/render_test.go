@@ -13,10 +13,10 @@ import (
 	"testing"
 
 	"github.com/godbus/dbus/v5"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/golden"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
@@ -51,7 +51,7 @@ func TestRenderGolden(t *testing.T) {
 			if again := Render(tt.plan, tt.obs); diff(s, again) != "" || diff(again, s) != "" {
 				t.Errorf("Render is not deterministic")
 			}
-			checkGolden(t, filepath.Join("testdata", tt.name+".golden.json"), settingsJSON(t, s))
+			golden.Check(t, filepath.Join("testdata", tt.name+".golden.json"), settingsJSON(t, s), *update)
 		})
 	}
 }
@@ -170,7 +170,7 @@ func TestMergeAddsThePlanToTheUsersOwnRouting(t *testing.T) {
 	if len(skipped) != 0 {
 		t.Errorf("skipped %v", skipped)
 	}
-	checkGolden(t, filepath.Join("testdata", "merge-user-profile.golden.json"), settingsJSON(t, merged))
+	golden.Check(t, filepath.Join("testdata", "merge-user-profile.golden.json"), settingsJSON(t, merged), *update)
 	if d := routingDiff(merged, applied); d != "ipv4.address-data" {
 		t.Errorf("routingDiff(merged, applied) = %q, want the stale address found first", d)
 	}
@@ -309,23 +309,4 @@ func typed(v dbus.Variant) map[string]any {
 		value = strings.Join(parts, ":")
 	}
 	return map[string]any{"signature": v.Signature().String(), "value": value}
-}
-
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./backends/networkmanager -update)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
 }
