@@ -3,10 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -155,27 +153,10 @@ func TestDHCPAddressIsNeverDeletedWhileASecondaryIPComesAndGoes(t *testing.T) {
 // watchDeletedAddrs records every IPv4 address deleted in the instance from now on.
 func (e *env) watchDeletedAddrs() func() []string {
 	e.t.Helper()
-	ch := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	ns := e.l.InstanceNS()
-	must(e.t, netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &ns}))
-	var mu sync.Mutex
-	var deleted []string
-	go func() {
-		for u := range ch {
-			if !u.NewAddr && u.LinkAddress.IP.To4() != nil {
-				mu.Lock()
-				deleted = append(deleted, (&net.IPNet{IP: u.LinkAddress.IP, Mask: u.LinkAddress.Mask}).String())
-				mu.Unlock()
-			}
-		}
-	}()
-	e.t.Cleanup(func() { close(done) })
-	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(deleted)
-	}
+	w, err := e.l.WatchDeletedAddrs()
+	must(e.t, err)
+	e.t.Cleanup(w.Close)
+	return w.Prefixes
 }
 
 // TestAutoDetectsTheRunningManager asks the agent, with backend = "auto", which backend it would

@@ -2,12 +2,15 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/vishvananda/netlink"
 )
 
 // SetupBackend installs into the instance what the package installs for a backend — from the
@@ -183,3 +186,59 @@ func (l *Lab) CountReloads(backend string) (*CallCounter, error) {
 		return nil, fmt.Errorf("lab: no reload counter for backend %q", backend)
 	}
 }
+
+// DeletedAddrs records the IPv4 addresses deleted in the instance since WatchDeletedAddrs.
+type DeletedAddrs struct {
+	mu      sync.Mutex
+	deleted []netip.Prefix
+	done    chan struct{}
+}
+
+// WatchDeletedAddrs starts recording every IPv4 address deleted in the instance (netlink
+// RTM_DELADDR), to prove a change never took an address away. Stop it with Close.
+func (l *Lab) WatchDeletedAddrs() (*DeletedAddrs, error) {
+	ch := make(chan netlink.AddrUpdate, 64)
+	w := &DeletedAddrs{done: make(chan struct{})}
+	ns := l.InstanceNS()
+	if err := netlink.AddrSubscribeWithOptions(ch, w.done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+		return nil, fmt.Errorf("lab: watch addresses: %w", err)
+	}
+	go func() {
+		for u := range ch {
+			if u.NewAddr || u.LinkAddress.IP.To4() == nil {
+				continue
+			}
+			a, _ := netip.AddrFromSlice(u.LinkAddress.IP.To4())
+			bits, _ := u.LinkAddress.Mask.Size()
+			w.mu.Lock()
+			w.deleted = append(w.deleted, netip.PrefixFrom(a, bits))
+			w.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
+// IPs are the deleted addresses ("10.99.1.20"), in the order they went.
+func (w *DeletedAddrs) IPs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.deleted))
+	for _, p := range w.deleted {
+		out = append(out, p.Addr().String())
+	}
+	return out
+}
+
+// Prefixes are the deleted addresses with their prefix length ("10.99.1.20/32").
+func (w *DeletedAddrs) Prefixes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.deleted))
+	for _, p := range w.deleted {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// Close stops recording.
+func (w *DeletedAddrs) Close() { close(w.done) }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -487,29 +486,12 @@ func labPlans(t *testing.T, h *netlink.Handle) (p5, p6 core.InterfacePlan) {
 // watchDeletedAddrs records every IPv4 address deleted in the instance from now on.
 func watchDeletedAddrs(t *testing.T, l *lab.Lab) func() []string {
 	t.Helper()
-	ch := make(chan netlink.AddrUpdate, 64)
-	done := make(chan struct{})
-	ns := l.InstanceNS()
-	if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+	w, err := l.WatchDeletedAddrs()
+	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var deleted []string
-	go func() {
-		for u := range ch {
-			if !u.NewAddr && u.LinkAddress.IP.To4() != nil {
-				mu.Lock()
-				deleted = append(deleted, u.LinkAddress.IP.String())
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(done) })
-	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(deleted)
-	}
+	t.Cleanup(w.Close)
+	return w.IPs
 }
 
 // barrier waits until the address watcher has seen a deletion made after everything before it:
