@@ -12,8 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 // kernelState is what an ENI configuration leaves in the kernel and what the backends must agree

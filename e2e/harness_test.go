@@ -15,8 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 // backendCase is one network manager the scenarios run against. NetworkManager and ifcfg join

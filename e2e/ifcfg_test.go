@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // TestIfcfgAttachDetachCyclesLeaveNothingBehind: dhclient does not exit when its link goes away,

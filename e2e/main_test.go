@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // labPrefix names every lab of this package, so leftovers are found and a leak fails the suite.

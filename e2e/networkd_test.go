@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // A user's (or netplan's) .network that sorts before ours wins the link, and networkd ignores

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // cloudInitProfile is the profile cloud-init writes for an ENI on RHEL-family images.

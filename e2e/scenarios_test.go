@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 // forEachBackend runs a scenario against every backend's real network manager.

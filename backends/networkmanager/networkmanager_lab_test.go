@@ -17,8 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 const labPrefix = "nmbackend"

@@ -12,7 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // bench measures the agent in the lab: attach → routed latency, IMDS requests and manager

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
-	"github.com/ec2-net-utils/ec2-net-utils/lab"
 )
 
 // session is a lab with the backend's manager and the agent running in it.

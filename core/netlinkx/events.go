@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 // EventKind says what changed.
@@ -102,7 +103,7 @@ func Subscribe(ctx context.Context, ns netns.NsHandle) (<-chan Event, error) {
 // subscribe lets tests shrink the receive buffer to provoke an overflow.
 func subscribe(ctx context.Context, ns netns.NsHandle, rcvbuf int) (<-chan Event, error) {
 	var nlh *netlink.Handle
-	err := doInNetns(ns, func() error {
+	err := netnsx.Do(ns, func() error {
 		var err error
 		nlh, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 		return err
@@ -142,7 +143,7 @@ type watcher struct {
 // IPv4 and IPv6 addresses.
 func (w *watcher) open() (*nl.NetlinkSocket, error) {
 	var sock *nl.NetlinkSocket
-	err := doInNetns(w.ns, func() error {
+	err := netnsx.Do(w.ns, func() error {
 		var err error
 		sock, err = nl.Subscribe(unix.NETLINK_ROUTE,
 			unix.RTNLGRP_LINK,

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 // Links lists every link with its name, index, MAC (lower case), netlink kind and driver.
@@ -207,7 +208,7 @@ func (d driverLookup) sysfsDriver(name string, index int) string {
 // netns when ns is not open.
 func socketIn(ns netns.NsHandle) (int, error) {
 	fd := -1
-	err := doInNetns(ns, func() error {
+	err := netnsx.Do(ns, func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		return err

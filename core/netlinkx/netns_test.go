@@ -4,14 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 // needRoot skips tests that create network namespaces.
@@ -42,32 +42,8 @@ func newTestNetns(t *testing.T) *testNetns {
 	}
 	name := "nlx-" + hex.EncodeToString(b)
 
-	// netns.NewNamed moves the calling thread into the new netns, so it runs on a locked thread
-	// of its own that returns to the original netns or, failing that, dies locked.
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{netns.None(), err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- result{ns, fmt.Errorf("return to original netns: %w", rerr)} // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns, err}
-	}()
-	r := <-ch
-	tn := &testNetns{name: name, ns: r.ns}
+	ns, err := netnsx.NewNamed(name)
+	tn := &testNetns{name: name, ns: ns}
 	t.Cleanup(func() {
 		if tn.nl != nil {
 			tn.nl.Close()
@@ -79,8 +55,8 @@ func newTestNetns(t *testing.T) *testNetns {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	if r.err != nil {
-		t.Fatalf("create netns %s: %v", name, r.err)
+	if err != nil {
+		t.Fatalf("create netns %s: %v", name, err)
 	}
 	h, err := netlink.NewHandleAt(tn.ns)
 	if err != nil {

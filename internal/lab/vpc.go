@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -90,7 +91,7 @@ func (l *Lab) setupVPC() error {
 // namespace, so the HTTP server itself runs on ordinary goroutines.
 func (l *Lab) serveIMDS() error {
 	var ln net.Listener
-	err := inNetns(l.vpc, func() error {
+	err := netnsx.Do(l.vpc, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", net.JoinHostPort(IMDSAddr, "80"))
 		return err

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 // Ping sends one ICMP echo from inside the instance, from source address src to dst, and waits
@@ -24,7 +26,7 @@ func (l *Lab) Ping(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("lab: ping: destination %q is not an IPv4 address", dst)
 	}
 	var conn *net.IPConn
-	err = inNetns(l.inst, func() error {
+	err = netnsx.Do(l.inst, func() error {
 		var err error
 		conn, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: s.AsSlice()})
 		return err

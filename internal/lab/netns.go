@@ -7,51 +7,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 const netnsDir = "/run/netns"
 
-// inNetns runs f on a dedicated OS thread switched into ns. Anything f creates that keeps a
-// namespace (a socket, a /proc/sys/net file) keeps ns after the thread switches back.
-func inNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: enter netns: %w", err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			// The thread stays locked, so the runtime kills it with this goroutine instead of
-			// reusing a thread that sits in the wrong namespace.
-			errc <- errors.Join(ferr, fmt.Errorf("lab: restore netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // sysctl writes a /proc/sys/net value inside ns (these files are per network namespace).
 func sysctl(ns netns.NsHandle, key, value string) error {
-	return inNetns(ns, func() error {
+	return netnsx.Do(ns, func() error {
 		p := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
 		if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
 			return fmt.Errorf("lab: sysctl %s=%s: %w", key, value, err)
