@@ -8,10 +8,75 @@ import "context"
 // and reloads nothing. It only ever touches configuration the agent owns (file-name prefix, profile
 // tag, rule priority band) and removes an interface's configuration only when its link is gone
 // (detach), never because IMDS was unreachable: the caller does not call Apply without a snapshot.
+//
+// The Report says what happened to every planned interface. Everything the caller does after
+// Apply (restoring rules, adding altnames, cleaning up after a detach, remembering the pass as
+// applied) follows the report, never the assumption that a nil error means all was done. The
+// error joins every interface's error with those of the steps shared by all interfaces (listing
+// the manager's state, the reload, removing a detached interface's configuration).
 type Backend interface {
 	// Name is the value of the config file's `backend` key that selects this backend.
 	Name() string
-	Apply(ctx context.Context, plan Plan, links []Link) (Changes, error)
+	Apply(ctx context.Context, plan Plan, links []Link) (Report, error)
+}
+
+// Outcome is what Apply did with one planned interface.
+type Outcome string
+
+const (
+	// Configured: the manager runs the interface's plan.
+	Configured Outcome = "configured"
+	// LeftAlone: the backend deliberately did not touch the interface (the manager does not
+	// manage it, a user's setting or profile says so); Reason says why. No part of the agent
+	// touches it either: no source rules, no altnames, no cleanup when it goes.
+	LeftAlone Outcome = "left-alone"
+	// Deferred: the interface is configured as far as it can be, and the rest waits for state
+	// outside the plan (the IPv6 router an RA announces, a device the manager has not picked up
+	// yet); Reason says what. The next pass must try again, not skip it as done.
+	Deferred Outcome = "deferred"
+	// Failed: applying the interface's plan failed; Err says how. What was there stays.
+	Failed Outcome = "failed"
+)
+
+// InterfaceReport is the outcome for one planned interface.
+type InterfaceReport struct {
+	Name    string  `json:"name"`
+	MAC     string  `json:"mac"`
+	Outcome Outcome `json:"outcome"`
+	// Reason says why an interface was left alone or what a deferred one waits for.
+	Reason string `json:"reason,omitempty"`
+	// Err is the failure of a Failed interface (also part of Apply's error).
+	Err error `json:"-"`
+}
+
+// Report is what one Apply did: the changes it made and the outcome per planned interface, in
+// plan order.
+type Report struct {
+	Changes
+	Interfaces []InterfaceReport `json:"interfaces"`
+}
+
+// Outcome returns the outcome for the planned interface with this MAC, and false when the report
+// has none (the interface was not planned, or Apply stopped before it).
+func (r Report) Outcome(mac string) (InterfaceReport, bool) {
+	for _, ir := range r.Interfaces {
+		if ir.MAC == mac {
+			return ir, true
+		}
+	}
+	return InterfaceReport{}, false
+}
+
+// Settled reports whether every interface of plan was either configured or left alone: nothing
+// failed, nothing waits, nothing was skipped. Only a settled pass may be remembered as applied.
+func (r Report) Settled(plan Plan) bool {
+	for _, p := range plan.Interfaces {
+		ir, ok := r.Outcome(p.MAC)
+		if !ok || (ir.Outcome != Configured && ir.Outcome != LeftAlone) {
+			return false
+		}
+	}
+	return true
 }
 
 // Changes reports what one Apply did, for logs, tests and benchmarks.
