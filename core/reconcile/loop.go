@@ -194,7 +194,7 @@ func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOpt
 			// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so
 			// only full refreshes dump the rules to check: two netlink dumps per refresh are most
 			// of an idle daemon's CPU. Not right after a change: the manager is still applying it.
-			if !full || res.Changes.Changed() {
+			if !full || res.Report.Changed() {
 				continue
 			}
 			if restored, err := r.RestoreRules(); err == nil && len(restored) > 0 {

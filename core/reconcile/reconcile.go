@@ -3,6 +3,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,9 +40,15 @@ type Reconciler struct {
 	opts    core.PlanOptions
 	log     hclog.Logger
 
-	last     *core.Instance // last snapshot IMDS answered; kept across IMDS failures
+	last *core.Instance // last snapshot IMDS answered; kept across IMDS failures
+	// lastPlan is the plan of the last pass without the interfaces the backend leaves alone:
+	// what rule restore, altnames and detach cleanup work from.
 	lastPlan *core.Plan
-	// applied is what the backend last applied without error. A refresh that plans exactly the
+	// leftAlone maps the MAC of every interface the backend last reported as left alone to why.
+	leftAlone map[string]string
+	// unlisted are the links of the last pass with an ENI driver whose MAC IMDS did not list.
+	unlisted []core.Link
+	// applied is what the backend last applied without error and settled. A refresh that plans exactly the
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
 	applied *appliedState
@@ -84,7 +91,7 @@ type Pass struct {
 // Result is what one pass did.
 type Result struct {
 	Plan            core.Plan
-	Changes         core.Changes
+	Report          core.Report
 	AltnamesAdded   []string
 	RulesRestored   []core.Rule
 	IMDSUnreachable bool
@@ -92,12 +99,16 @@ type Result struct {
 
 // Once runs one reconcile pass. An IMDS failure never removes anything: the pass goes on with the
 // last snapshot if there is one (so detaches are still cleaned up) and reports the error.
+//
+// A Fetch pass reads IMDS in full, even when pass.Full is not set, while a link with an ENI driver
+// has a MAC the last snapshot does not know: a refresh that reuses a snapshot does not list macs/,
+// and only a listing finds an ENI attached while IMDS was down or that answered 404 for a moment.
 func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	var res Result
 	var imdsErr error
 	if pass.Fetch || r.last == nil {
 		var reuse *core.Instance
-		if !pass.Full {
+		if !pass.Full && len(r.unlisted) == 0 {
 			reuse = r.last
 		}
 		inst, err := r.imds.Snapshot(ctx, reuse)
@@ -118,12 +129,7 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
 	}
 	plan := core.NewPlan(*r.last, links, r.opts)
-	if a, ok := r.backend.(core.PlanAdjuster); ok {
-		// Per-interface settings of the manager (ifcfg's EC2SYNC=no) hold for everything below.
-		plan = a.AdjustPlan(plan)
-	}
-	res.Plan = plan
-	r.noteOnce(plan)
+	r.unlisted = r.unlistedLinks(links)
 
 	var cleanupErr error
 	r.staleRules = append(r.staleRules, r.detachedRules(plan, links)...)
@@ -137,36 +143,108 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	}
 
 	if !pass.Full && r.applied.same(plan, links) {
-		r.lastPlan = &plan
+		res.Plan, res.Report = r.applied.kept, r.applied.report
+		r.lastPlan = &r.applied.kept
+		r.noteOnce(res.Plan, res.Report)
 		r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
 			"changed", false, "backend", "skipped: same plan and links as the last apply")
 		return res, errors.Join(imdsErr, cleanupErr)
 	}
-	changes, err := r.backend.Apply(ctx, plan, links)
-	res.Changes = changes
-	if err == nil {
-		r.applied = &appliedState{plan: plan, links: slices.Clone(links)}
+	report, err := r.backend.Apply(ctx, plan, links)
+	kept := r.leaveAlone(plan, report)
+	res.Plan, res.Report = kept, report
+	// Only a pass the backend finished may be skipped next time: a deferred interface waits for
+	// state outside the plan (an RA), so the next pass must try again even if nothing changed.
+	if err == nil && report.Settled(plan) {
+		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report}
 	} else {
 		r.applied = nil
 	}
-	if changes.Changed() {
+	if report.Changed() {
 		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
-			"written", strings.Join(changes.Written, " "), "removed", strings.Join(changes.Removed, " "),
-			"reloads", changes.Reloads)
+			"written", strings.Join(report.Written, " "), "removed", strings.Join(report.Removed, " "),
+			"reloads", report.Reloads)
 	}
+	r.noteOnce(kept, report)
 	errs := []error{imdsErr, cleanupErr}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s backend: %w", r.backend.Name(), err))
 	}
 
 	if !r.dryRun {
-		res.AltnamesAdded = r.ensureAltnames(plan, links)
+		res.AltnamesAdded = r.ensureAltnames(kept, links)
 	}
-	r.lastPlan = &plan
-	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
-		"changed", changes.Changed())
+	r.lastPlan = &kept
+	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(kept.Interfaces), "pending", len(kept.Pending),
+		"changed", report.Changed())
 	return res, errors.Join(errs...)
 }
+
+// leaveAlone returns plan without the interfaces the backend leaves alone, which move to Ignored
+// with the backend's reason: no other part of the agent touches them (rules, altnames, cleanup).
+// An interface the report says nothing about (the backend failed before reaching it) keeps what
+// the last report said, so a failing backend does not hand it back to the rest of the agent.
+func (r *Reconciler) leaveAlone(plan core.Plan, report core.Report) core.Plan {
+	alone := map[string]string{}
+	for _, ifc := range plan.Interfaces {
+		if ir, ok := report.Outcome(ifc.MAC); ok {
+			if ir.Outcome == core.LeftAlone {
+				alone[ifc.MAC] = ir.Reason
+			}
+		} else if reason, was := r.leftAlone[ifc.MAC]; was {
+			alone[ifc.MAC] = reason
+		}
+	}
+	r.leftAlone = alone
+	if len(alone) == 0 {
+		return plan
+	}
+	kept := plan
+	kept.Interfaces = make([]core.InterfacePlan, 0, len(plan.Interfaces))
+	kept.Ignored = slices.Clone(plan.Ignored)
+	for _, ifc := range plan.Interfaces {
+		reason, ok := alone[ifc.MAC]
+		if !ok {
+			kept.Interfaces = append(kept.Interfaces, ifc)
+			continue
+		}
+		kept.Ignored = append(kept.Ignored, core.Ignored{Name: ifc.Name, MAC: ifc.MAC,
+			Reason: fmt.Sprintf("left alone by the %s backend: %s", r.backend.Name(), reason)})
+	}
+	slices.SortFunc(kept.Ignored, func(a, b core.Ignored) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.MAC, b.MAC))
+	})
+	return kept
+}
+
+// unlistedLinks are the links with an ENI driver, not excluded, whose MAC the last snapshot does
+// not know at all (neither an ENI nor a problem). On EC2 such a link is an ENI IMDS has not listed
+// yet, or one whose read failed.
+func (r *Reconciler) unlistedLinks(links []core.Link) []core.Link {
+	known := make(map[string]bool, len(r.last.ENIs)+len(r.last.Problems))
+	for _, e := range r.last.ENIs {
+		known[e.MAC] = true
+	}
+	for _, p := range r.last.Problems {
+		known[p.MAC] = true
+	}
+	var out []core.Link
+	for _, l := range links {
+		mac := strings.ToLower(l.MAC)
+		if mac == "" || known[mac] || !slices.Contains(r.opts.Drivers, l.Driver) ||
+			slices.Contains(r.opts.Exclude, l.Name) || slices.Contains(r.opts.Exclude, mac) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Unlisted returns the links of the last pass that have an ENI driver but a MAC IMDS did not list.
+func (r *Reconciler) Unlisted() []core.Link { return slices.Clone(r.unlisted) }
+
+// HasSnapshot reports whether IMDS has answered at least once.
+func (r *Reconciler) HasSnapshot() bool { return r.last != nil }
 
 // ensureAltnames gives every planned link its altnames and returns the ones it added.
 func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string {
@@ -190,9 +268,13 @@ func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string 
 	return all
 }
 
+// appliedState is a pass the backend settled: the planner's plan and the links it was applied
+// for, and what the pass kept of the plan (left-alone interfaces moved out) and the report.
 type appliedState struct {
-	plan  core.Plan
-	links []core.Link
+	plan   core.Plan
+	links  []core.Link
+	kept   core.Plan
+	report core.Report
 }
 
 func (a *appliedState) same(plan core.Plan, links []core.Link) bool {
@@ -265,24 +347,38 @@ func (r *Reconciler) Planned(mac string) bool {
 	return slices.ContainsFunc(r.lastPlan.Interfaces, func(i core.InterfacePlan) bool { return i.MAC == mac })
 }
 
-// noteOnce logs pending ENIs (with a link) and plan warnings when they change, not every pass.
-func (r *Reconciler) noteOnce(p core.Plan) {
+// noteOnce logs pending ENIs (with a link), interfaces the backend leaves alone or could not
+// finish, and plan warnings when they change, not every pass.
+func (r *Reconciler) noteOnce(p core.Plan, report core.Report) {
 	var b strings.Builder
 	for _, pe := range p.Pending {
 		fmt.Fprintf(&b, "%s %s: %s; ", pe.MAC, pe.Name, pe.Reason)
 	}
+	for _, ir := range report.Interfaces {
+		fmt.Fprintf(&b, "%s %s: %s %s; ", ir.MAC, ir.Name, ir.Outcome, ir.Reason)
+	}
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "%s; ", w)
 	}
-	if fp := b.String(); fp != r.noted {
-		r.noted = fp
-		for _, pe := range p.Pending {
-			if pe.Name != "" { // an ENI in IMDS without a link is normal (detaching, or another netns)
-				r.log.Info("ENI not configured", "iface", pe.Name, "mac", pe.MAC, "reason", pe.Reason)
-			}
+	fp := b.String()
+	if fp == r.noted {
+		return
+	}
+	r.noted = fp
+	for _, pe := range p.Pending {
+		if pe.Name != "" { // an ENI in IMDS without a link is normal (detaching, or another netns)
+			r.log.Info("ENI not configured", "iface", pe.Name, "mac", pe.MAC, "reason", pe.Reason)
 		}
-		for _, w := range p.Warnings {
-			r.log.Warn(w)
+	}
+	for _, ir := range report.Interfaces {
+		switch ir.Outcome {
+		case core.LeftAlone:
+			r.log.Info("ENI left alone", "iface", ir.Name, "mac", ir.MAC, "backend", r.backend.Name(), "reason", ir.Reason)
+		case core.Deferred:
+			r.log.Info("ENI not finished; retried at the next pass", "iface", ir.Name, "mac", ir.MAC, "waits for", ir.Reason)
 		}
+	}
+	for _, w := range p.Warnings {
+		r.log.Warn(w)
 	}
 }

@@ -89,12 +89,30 @@ func (k *fakeKernel) ensures() []time.Time {
 	return slices.Clone(k.ensured)
 }
 
-type fakeBackend struct{ plans []core.Plan }
+// fakeBackend configures every planned interface, except those outcomes names: their outcome
+// (and reason) is taken from there.
+type fakeBackend struct {
+	plans    []core.Plan
+	outcomes map[string]core.InterfaceReport // by interface name
+}
 
 func (b *fakeBackend) Name() string { return "fake" }
-func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Changes, error) {
+func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Report, error) {
 	b.plans = append(b.plans, p)
-	return core.Changes{}, nil
+	var rep core.Report
+	var errs []error
+	for _, ifc := range p.Interfaces {
+		ir, ok := b.outcomes[ifc.Name]
+		if !ok {
+			ir.Outcome = core.Configured
+		}
+		ir.Name, ir.MAC = ifc.Name, ifc.MAC
+		if ir.Outcome == core.Failed {
+			errs = append(errs, ir.Err)
+		}
+		rep.Interfaces = append(rep.Interfaces, ir)
+	}
+	return rep, errors.Join(errs...)
 }
 
 func twoENIs() core.Instance {
