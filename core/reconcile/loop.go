@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
 
@@ -32,177 +34,337 @@ type Trigger struct {
 	Rule core.Rule
 }
 
-// LoopOptions tune the daemon loop.
+// LoopOptions tune the daemon loop. Zero values take the defaults in their comments.
 type LoopOptions struct {
-	// RefreshInterval between IMDS refreshes (secondary IPs and prefixes have no event).
+	// RefreshInterval between IMDS refreshes (secondary IPs and prefixes have no event); 10s.
 	RefreshInterval time.Duration
-	// FullRefreshEvery: every Nth refresh re-reads the stable IMDS keys too.
+	// FullRefreshEvery: every Nth refresh re-reads the stable IMDS keys too; 30.
 	FullRefreshEvery int
-	// RuleRestoreInterval is the minimum time between two restores of deleted rules, so an agent
-	// that keeps deleting them cannot make us spin.
+	// RuleRestoreInterval is the sustained rate of restores of deleted rules (one per interval,
+	// after a burst of restoreBurst), so an agent that keeps deleting them cannot make us spin;
+	// 5s. The first restores are not delayed by it.
 	RuleRestoreInterval time.Duration
-	// Settle coalesces a burst of link events (udev renames right after attach) into one pass.
+	// Settle coalesces a burst of link events (udev renames right after attach) into one pass; 20ms.
 	Settle time.Duration
-	// Ready is called once after the first pass (sd_notify READY=1).
-	Ready func()
+	// PropagationTimeout is how long a link with an ENI driver whose MAC IMDS does not list is
+	// looked for with backoff (imds.propagation_timeout); after that, at each refresh. 30s.
+	PropagationTimeout time.Duration
+	// ReadyTimeout bounds the wait for Ready: it is called after the first pass that could read
+	// IMDS, or after ReadyTimeout without one, so boot is not held hostage by IMDS; 30s.
+	ReadyTimeout time.Duration
+	// Ready is called once (sd_notify READY=1); ok is false when it was called for ReadyTimeout.
+	Ready func(ok bool)
 	// OnPass, if set, sees every pass result (tests, benchmarks).
 	OnPass func(Pass, Result, error)
+	// Clock is the time source; the real clock when nil.
+	Clock Clock
 }
 
 func (o *LoopOptions) defaults() {
-	if o.RefreshInterval <= 0 {
-		o.RefreshInterval = 10 * time.Second
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
+	def(&o.RefreshInterval, 10*time.Second)
+	def(&o.RuleRestoreInterval, 5*time.Second)
+	def(&o.Settle, 20*time.Millisecond)
+	def(&o.PropagationTimeout, 30*time.Second)
+	def(&o.ReadyTimeout, 30*time.Second)
 	if o.FullRefreshEvery <= 0 {
 		o.FullRefreshEvery = 30
 	}
-	if o.RuleRestoreInterval <= 0 {
-		o.RuleRestoreInterval = 5 * time.Second
-	}
-	if o.Settle <= 0 {
-		o.Settle = 20 * time.Millisecond
+	if o.Clock == nil {
+		o.Clock = realClock{}
 	}
 }
+
+const (
+	// restoreSettle is the wait before restoring a deleted rule, so that a manager re-adding the
+	// rule itself wins and a burst of deletions is repaired at once.
+	restoreSettle = 250 * time.Millisecond
+	// restoreBurst restores happen without waiting for RuleRestoreInterval: a person or script
+	// deleting a few rules one command at a time is repaired at once, a fight is slowed down.
+	restoreBurst = 3
+	// lookFirst and lookMax bound the backoff between reads looking for an ENI whose link is
+	// there but that IMDS does not list yet: found within lookMax of IMDS listing it.
+	lookFirst = 100 * time.Millisecond
+	lookMax   = time.Second
+	// retryFirst is the first wait before retrying a start IMDS could not answer; the wait
+	// doubles until it reaches RefreshInterval, from where the refreshes retry.
+	retryFirst = time.Second
+)
 
 // Run is the daemon: one pass at start, then a pass per burst of link events, an IMDS refresh
 // every RefreshInterval, and rate-limited restores of deleted rules, until ctx ends. All passes
 // run on this goroutine, so work on an interface is never concurrent with other work.
 func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOptions) error {
+	l := newLoop(r, triggers, o)
+	defer l.stop()
+	l.start(ctx)
+	for l.step(ctx) {
+	}
+	return nil
+}
+
+// loop is the daemon's state between events: its timers, the pass waiting for its settle time,
+// and what it is still looking for. Each event kind has one method; step dispatches one event.
+type loop struct {
+	r        *Reconciler
+	o        LoopOptions
+	clock    Clock
+	triggers <-chan Trigger
+	lastErr  string // the last pass error logged, so a repeated one is logged at debug
+
+	refresh    Timer
+	refreshes  int
+	eventsLost bool // without link events, every refresh must read IMDS in full
+
+	settle Timer
+	next   Pass // merged pass waiting for the settle timer
+
+	restore  Timer
+	restores *rate.Limiter
+
+	// again re-runs a pass soon: while a link IMDS does not list is younger than
+	// PropagationTimeout, or while IMDS has never answered.
+	again         Timer
+	againWait     time.Duration
+	unlistedSince map[string]time.Time // MAC -> when its link was first seen unlisted
+
+	readyBy Timer // nil once Ready was called
+}
+
+func newLoop(r *Reconciler, triggers <-chan Trigger, o LoopOptions) *loop {
 	o.defaults()
-	lastErr := ""
-	run := func(p Pass) Result {
-		res, err := r.Once(ctx, p)
-		switch {
-		case err != nil && ctx.Err() == nil && err.Error() != lastErr:
-			r.log.Error("reconcile failed", "reason", p.Reason, "error", err)
-			lastErr = err.Error()
-		case err != nil:
-			r.log.Debug("reconcile failed again", "reason", p.Reason, "error", err)
-		case lastErr != "":
-			r.log.Info("reconcile succeeded again", "reason", p.Reason)
-			lastErr = ""
-		}
-		if o.OnPass != nil {
-			o.OnPass(p, res, err)
-		}
-		return res
-	}
-	// No rule restore here: right after start the manager may still be applying the files this
-	// pass wrote. Rules that stay missing are restored by the next refresh.
-	run(Pass{Reason: "start", Fetch: true, Full: true})
-	if o.Ready != nil {
-		o.Ready()
-	}
+	return &loop{r: r, o: o, clock: o.Clock, triggers: triggers,
+		restores: rate.NewLimiter(rate.Every(o.RuleRestoreInterval), restoreBurst)}
+}
 
-	refresh := time.NewTicker(o.RefreshInterval)
-	defer refresh.Stop()
-	refreshes := 0
-	eventsLost := false // without link events, every refresh must read IMDS in full
+// start runs the first pass. No rule restore here: right after start the manager may still be
+// applying the files this pass wrote. Rules that stay missing are restored by a full refresh.
+func (l *loop) start(ctx context.Context) {
+	if l.o.Ready != nil {
+		l.readyBy = l.clock.NewTimer(l.o.ReadyTimeout)
+	}
+	l.refresh = l.clock.NewTimer(l.o.RefreshInterval)
+	l.run(ctx, Pass{Reason: "start", Fetch: true, Full: true})
+}
 
-	var (
-		settle      *time.Timer
-		settleC     <-chan time.Time
-		next        Pass // merged pass waiting for the settle timer
-		restore     *time.Timer
-		restoreC    <-chan time.Time
-		lastRestore time.Time
-	)
-	schedule := func(p Pass) {
-		if settleC == nil {
-			next = p
-			settle = time.NewTimer(o.Settle)
-			settleC = settle.C
-			return
-		}
-		next.Reason += ", " + p.Reason
-		next.Fetch = next.Fetch || p.Fetch
-		next.Full = next.Full || p.Full
+func (l *loop) stop() {
+	for _, t := range []Timer{l.refresh, l.settle, l.restore, l.again, l.readyBy} {
+		stopTimer(t)
 	}
-	scheduleRestore := func() {
-		if restoreC != nil {
-			return
-		}
-		// Wait a moment so a manager that is re-adding the rule itself wins, and never restore
-		// more often than RuleRestoreInterval.
-		wait := 250 * time.Millisecond
-		if !lastRestore.IsZero() { // time.Since(zero) saturates, and adding to it would overflow
-			if next := time.Until(lastRestore.Add(o.RuleRestoreInterval)); next > wait {
-				wait = next
-			}
-		}
-		restore = time.NewTimer(wait)
-		restoreC = restore.C
-	}
-	defer func() {
-		if settle != nil {
-			settle.Stop()
-		}
-		if restore != nil {
-			restore.Stop()
-		}
-	}()
+}
 
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case t, ok := <-triggers:
-			if !ok {
-				r.log.Warn("netlink events stopped; attach and detach are picked up by the refresh from now on")
-				triggers, eventsLost = nil, true
-				continue
-			}
-			switch t.Kind {
-			case LinkAdded:
-				if !r.mayBeENI(t.Link) {
-					continue // container veths, bridges, tunnels: not worth an IMDS read
-				}
-				// Re-read everything: a re-attached ENI keeps its MAC but may get another device
-				// number, and a new one must not be planned from stale keys.
-				schedule(Pass{Reason: "link added " + t.Link.Name, Fetch: true, Full: true})
-			case LinkRenamed:
-				if r.mayBeENI(t.Link) || r.Planned(t.Link.MAC) {
-					schedule(Pass{Reason: "link renamed " + t.Link.Name})
-				}
-			case LinkRemoved:
-				if r.Planned(t.Link.MAC) {
-					schedule(Pass{Reason: "link removed " + t.Link.Name})
-				}
-			case Resync:
-				schedule(Pass{Reason: "resync", Fetch: true, Full: true})
-			case RuleRemoved:
-				if core.OwnsRule(t.Rule.Priority, t.Rule.Table) {
-					scheduleRestore()
-				}
-			}
-		case <-settleC:
-			settleC = nil
-			run(next)
-		case <-restoreC:
-			restoreC = nil
-			lastRestore = time.Now()
-			restored, err := r.RestoreRules()
-			if err != nil {
-				r.log.Warn("cannot restore rules", "error", err)
-			} else if len(restored) > 0 {
-				r.log.Info("restored rules deleted by someone else", "rules", fmtRules(restored))
-			}
-		case <-refresh.C:
-			refreshes++
-			full := eventsLost || refreshes%o.FullRefreshEvery == 0
-			res := run(Pass{Reason: "refresh", Fetch: true, Full: full})
-			// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so
-			// only full refreshes dump the rules to check: two netlink dumps per refresh are most
-			// of an idle daemon's CPU. Not right after a change: the manager is still applying it.
-			if !full || res.Report.Changed() {
-				continue
-			}
-			if restored, err := r.RestoreRules(); err == nil && len(restored) > 0 {
-				lastRestore = time.Now()
-				r.log.Info("restored missing rules", "rules", fmtRules(restored))
-			}
+// step waits for one event and handles it; false when ctx ended.
+func (l *loop) step(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case t, ok := <-l.triggers:
+		if !ok {
+			l.onEventsLost()
+			break
+		}
+		l.onTrigger(t)
+	case <-chanOf(l.settle):
+		l.onSettle(ctx)
+	case <-chanOf(l.restore):
+		l.onRestore()
+	case <-chanOf(l.refresh):
+		l.onRefresh(ctx)
+	case <-chanOf(l.again):
+		l.onAgain(ctx)
+	case <-chanOf(l.readyBy):
+		l.ready(false)
+	}
+	return true
+}
+
+func (l *loop) onTrigger(t Trigger) {
+	switch t.Kind {
+	case LinkAdded:
+		l.onLinkAdded(t.Link)
+	case LinkRenamed:
+		l.onLinkRenamed(t.Link)
+	case LinkRemoved:
+		l.onLinkRemoved(t.Link)
+	case RuleRemoved:
+		l.onRuleRemoved(t.Rule)
+	case Resync:
+		l.schedule(Pass{Reason: "resync", Fetch: true, Full: true})
+	}
+}
+
+func (l *loop) onLinkAdded(link core.Link) {
+	if !l.r.mayBeENI(link) {
+		return // container veths, bridges, tunnels: not worth an IMDS read
+	}
+	// Re-read everything: a re-attached ENI keeps its MAC but may get another device number, and
+	// a new one must not be planned from stale keys.
+	l.schedule(Pass{Reason: "link added " + link.Name, Fetch: true, Full: true})
+}
+
+func (l *loop) onLinkRenamed(link core.Link) {
+	if l.r.mayBeENI(link) || l.r.Planned(link.MAC) {
+		l.schedule(Pass{Reason: "link renamed " + link.Name})
+	}
+}
+
+func (l *loop) onLinkRemoved(link core.Link) {
+	if l.r.Planned(link.MAC) {
+		l.schedule(Pass{Reason: "link removed " + link.Name})
+	}
+}
+
+func (l *loop) onEventsLost() {
+	l.r.log.Warn("netlink events stopped; attach and detach are picked up by the refresh from now on")
+	l.triggers, l.eventsLost = nil, true
+}
+
+// schedule merges p into the pass waiting for the settle timer, arming it if none waits.
+func (l *loop) schedule(p Pass) {
+	if l.settle == nil {
+		l.next = p
+		l.settle = l.clock.NewTimer(l.o.Settle)
+		return
+	}
+	l.next.Reason += ", " + p.Reason
+	l.next.Fetch = l.next.Fetch || p.Fetch
+	l.next.Full = l.next.Full || p.Full
+}
+
+func (l *loop) onSettle(ctx context.Context) {
+	l.settle = nil
+	l.run(ctx, l.next)
+}
+
+// onRuleRemoved schedules a restore when the rule is ours: after restoreSettle, or later when
+// the burst of restores is used up.
+func (l *loop) onRuleRemoved(rule core.Rule) {
+	if !core.OwnsRule(rule.Priority, rule.Table) || l.restore != nil {
+		return
+	}
+	now := l.clock.Now()
+	wait := max(restoreSettle, l.restores.ReserveN(now, 1).DelayFrom(now))
+	l.restore = l.clock.NewTimer(wait)
+}
+
+func (l *loop) onRestore() {
+	l.restore = nil
+	restored, err := l.r.RestoreRules()
+	if err != nil {
+		l.r.log.Warn("cannot restore rules", "error", err)
+	} else if len(restored) > 0 {
+		l.r.log.Info("restored rules deleted by someone else", "rules", fmtRules(restored))
+	}
+}
+
+func (l *loop) onRefresh(ctx context.Context) {
+	l.refreshes++
+	full := l.eventsLost || l.refreshes%l.o.FullRefreshEvery == 0
+	res := l.run(ctx, Pass{Reason: "refresh", Fetch: true, Full: full})
+	l.refresh = l.clock.NewTimer(l.o.RefreshInterval)
+	// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so only
+	// full refreshes dump the rules to check: two netlink dumps per refresh are most of an idle
+	// daemon's CPU. Not right after a change: the manager is still applying it.
+	if !full || res.Report.Changed() {
+		return
+	}
+	if restored, err := l.r.RestoreRules(); err == nil && len(restored) > 0 {
+		l.restores.AllowN(l.clock.Now(), 1) // counts against a fight like any restore
+		l.r.log.Info("restored missing rules", "rules", fmtRules(restored))
+	}
+}
+
+func (l *loop) onAgain(ctx context.Context) {
+	l.again = nil
+	reason := "retry: IMDS has not answered yet"
+	if l.r.HasSnapshot() {
+		reason = "look for ENIs IMDS does not list yet"
+	}
+	// Not Full: Once reads IMDS in full anyway while a link is unlisted (or nothing was read),
+	// and the backend is skipped if that changes nothing.
+	l.run(ctx, Pass{Reason: reason, Fetch: true})
+}
+
+// run runs one pass, logs its error once until it changes, and decides what follows from it.
+func (l *loop) run(ctx context.Context, p Pass) Result {
+	res, err := l.r.Once(ctx, p)
+	switch {
+	case err != nil && ctx.Err() == nil && err.Error() != l.lastErr:
+		l.r.log.Error("reconcile failed", "reason", p.Reason, "error", err)
+		l.lastErr = err.Error()
+	case err != nil:
+		l.r.log.Debug("reconcile failed again", "reason", p.Reason, "error", err)
+	case l.lastErr != "":
+		l.r.log.Info("reconcile succeeded again", "reason", p.Reason)
+		l.lastErr = ""
+	}
+	if l.o.OnPass != nil {
+		l.o.OnPass(p, res, err)
+	}
+	if l.r.HasSnapshot() {
+		l.ready(true)
+	}
+	l.scheduleAgain()
+	return res
+}
+
+// scheduleAgain arms the again timer with backoff while there is something to look for soon: a
+// link with an ENI driver that IMDS did not list, first seen less than PropagationTimeout ago
+// (attach races IMDS on real EC2: the link often comes first), or no IMDS answer at all yet.
+func (l *loop) scheduleAgain() {
+	now := l.clock.Now()
+	since := map[string]time.Time{}
+	looking := []string{}
+	for _, link := range l.r.Unlisted() {
+		first, seen := l.unlistedSince[link.MAC]
+		if !seen {
+			first = now
+		}
+		since[link.MAC] = first
+		if now.Sub(first) < l.o.PropagationTimeout {
+			looking = append(looking, link.Name)
 		}
 	}
+	l.unlistedSince = since
+
+	var wait time.Duration
+	switch {
+	case len(looking) > 0 && l.r.HasSnapshot():
+		wait = min(max(2*l.againWait, lookFirst), lookMax)
+	case !l.r.HasSnapshot():
+		wait = max(2*l.againWait, retryFirst)
+		if wait >= l.o.RefreshInterval {
+			return // the backoff reached the refresh interval: the refreshes are the retries
+		}
+	default:
+		l.again, l.againWait = stopTimer(l.again), 0
+		return
+	}
+	if l.again != nil {
+		return
+	}
+	l.againWait = wait
+	if len(looking) > 0 {
+		l.r.log.Debug("link not listed in IMDS yet; looking again", "ifaces", strings.Join(looking, " "), "in", l.againWait)
+	}
+	l.again = l.clock.NewTimer(l.againWait)
+}
+
+// ready calls Ready once: ok after the first pass that could read IMDS, or !ok when ReadyTimeout
+// passed without one.
+func (l *loop) ready(ok bool) {
+	if l.readyBy == nil {
+		return
+	}
+	l.readyBy = stopTimer(l.readyBy)
+	if !ok {
+		l.r.log.Warn("IMDS has not answered yet; reporting ready anyway so boot goes on", "waited", l.o.ReadyTimeout)
+	}
+	l.o.Ready(ok)
 }
 
 func fmtRules(rules []core.Rule) string {
