@@ -107,58 +107,81 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	var res Result
 	var imdsErr error
 	if pass.Fetch || r.last == nil {
-		var reuse *core.Instance
-		if !pass.Full && len(r.unlisted) == 0 {
-			reuse = r.last
-		}
-		inst, err := r.imds.Snapshot(ctx, reuse)
-		if err != nil {
-			imdsErr = fmt.Errorf("read IMDS: %w", err)
+		if imdsErr = r.read(ctx, pass); imdsErr != nil {
 			res.IMDSUnreachable = true
 			if r.last == nil {
 				return res, fmt.Errorf("%w; nothing configured yet, nothing changed", imdsErr)
 			}
-			r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
-		} else {
-			r.last = &inst
 		}
 	}
-
 	links, err := r.kernel.Links()
 	if err != nil {
 		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
 	}
 	plan := core.NewPlan(*r.last, links, r.opts)
 	r.unlisted = r.unlistedLinks(links)
-
-	var cleanupErr error
-	r.staleRules = append(r.staleRules, r.detachedRules(plan, links)...)
-	if !r.dryRun && len(r.staleRules) > 0 {
-		if err := r.kernel.DeleteRules(r.staleRules); err != nil {
-			cleanupErr = fmt.Errorf("remove rules of detached ENIs (will retry): %w", err)
-		} else {
-			r.log.Info("removed rules of detached ENIs", "rules", fmtRules(r.staleRules))
-			r.staleRules = nil
-		}
-	}
+	cleanupErr := r.removeDetached(plan, links)
 
 	if !pass.Full && r.applied.same(plan, links) {
 		res.Plan, res.Report = r.applied.kept, r.applied.report
 		r.lastPlan = &r.applied.kept
 		r.noteOnce(res.Plan, res.Report)
-		r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(plan.Interfaces), "pending", len(plan.Pending),
+		r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(res.Plan.Interfaces), "pending", len(plan.Pending),
 			"changed", false, "backend", "skipped: same plan and links as the last apply")
 		return res, errors.Join(imdsErr, cleanupErr)
 	}
+	applyErr := r.apply(ctx, pass, plan, links, &res)
+	return res, errors.Join(imdsErr, cleanupErr, applyErr)
+}
+
+// read takes a new snapshot into r.last, reusing the last one unless the pass is full or a link
+// is unlisted. On error r.last stays as it was.
+func (r *Reconciler) read(ctx context.Context, pass Pass) error {
+	var reuse *core.Instance
+	if !pass.Full && len(r.unlisted) == 0 {
+		reuse = r.last
+	}
+	inst, err := r.imds.Snapshot(ctx, reuse)
+	if err != nil {
+		if r.last != nil {
+			r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
+		}
+		return fmt.Errorf("read IMDS: %w", err)
+	}
+	r.last = &inst
+	return nil
+}
+
+// removeDetached deletes the rules of detached ENIs, remembering them until a delete succeeds.
+func (r *Reconciler) removeDetached(plan core.Plan, links []core.Link) error {
+	r.staleRules = append(r.staleRules, r.detachedRules(plan, links)...)
+	if r.dryRun || len(r.staleRules) == 0 {
+		return nil
+	}
+	if err := r.kernel.DeleteRules(r.staleRules); err != nil {
+		return fmt.Errorf("remove rules of detached ENIs (will retry): %w", err)
+	}
+	r.log.Info("removed rules of detached ENIs", "rules", fmtRules(r.staleRules))
+	r.staleRules = nil
+	return nil
+}
+
+// apply has the backend apply plan, then does what follows its report: interfaces it leaves
+// alone leave the kept plan, the others get their altnames, and the pass is remembered as
+// applied only if the backend settled it.
+func (r *Reconciler) apply(ctx context.Context, pass Pass, plan core.Plan, links []core.Link, res *Result) error {
 	report, err := r.backend.Apply(ctx, plan, links)
+	if err != nil {
+		err = fmt.Errorf("%s backend: %w", r.backend.Name(), err)
+	}
 	kept := r.leaveAlone(plan, report)
 	res.Plan, res.Report = kept, report
+	r.lastPlan = &kept
 	// Only a pass the backend finished may be skipped next time: a deferred interface waits for
 	// state outside the plan (an RA), so the next pass must try again even if nothing changed.
+	r.applied = nil
 	if err == nil && report.Settled(plan) {
 		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report}
-	} else {
-		r.applied = nil
 	}
 	if report.Changed() {
 		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
@@ -166,18 +189,12 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 			"reloads", report.Reloads)
 	}
 	r.noteOnce(kept, report)
-	errs := []error{imdsErr, cleanupErr}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("%s backend: %w", r.backend.Name(), err))
-	}
-
 	if !r.dryRun {
 		res.AltnamesAdded = r.ensureAltnames(kept, links)
 	}
-	r.lastPlan = &kept
 	r.log.Debug("reconciled", "reason", pass.Reason, "interfaces", len(kept.Interfaces), "pending", len(kept.Pending),
-		"changed", report.Changed())
-	return res, errors.Join(errs...)
+		"changed", report.Changed(), "settled", r.applied != nil)
+	return err
 }
 
 // leaveAlone returns plan without the interfaces the backend leaves alone, which move to Ignored
