@@ -90,20 +90,29 @@ func (a *agent) reconciler(opts ...reconcile.Option) (*reconcile.Reconciler, err
 	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, opts...), nil
 }
 
-// currentPlan reads IMDS and the links once and plans, without touching anything.
+// currentPlan reads IMDS and the links once and plans, without touching anything. With a backend,
+// its dry run says which interfaces it leaves alone (NetworkManager's unmanaged devices, ifcfg's
+// EC2SYNC=no): the plan lists them as ignored, as the daemon treats them. A backend that cannot
+// tell (its manager is not running) leaves the planner's plan as it is.
 func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
-	inst, err := a.imds.Snapshot(ctx, nil)
+	if a.selection.Backend == nil {
+		inst, err := a.imds.Snapshot(ctx, nil)
+		if err != nil {
+			return core.Plan{}, fmt.Errorf("read IMDS: %w", err)
+		}
+		links, err := a.kernel.Links()
+		if err != nil {
+			return core.Plan{}, fmt.Errorf("list links: %w", err)
+		}
+		return core.NewPlan(inst, links, a.cfg.PlanOptions()), nil
+	}
+	r := reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, reconcile.DryRun())
+	res, err := r.Once(ctx, reconcile.Pass{Reason: "plan", Fetch: true, Full: true})
+	if err != nil && (res.IMDSUnreachable || res.Plan.Interfaces == nil) {
+		return core.Plan{}, err // no plan at all: IMDS or the links could not be read
+	}
 	if err != nil {
-		return core.Plan{}, fmt.Errorf("read IMDS: %w", err)
+		a.log.Warn("the backend cannot say which interfaces it leaves alone; showing the plan without that", "error", err)
 	}
-	links, err := a.kernel.Links()
-	if err != nil {
-		return core.Plan{}, fmt.Errorf("list links: %w", err)
-	}
-	plan := core.NewPlan(inst, links, a.cfg.PlanOptions())
-	if adj, ok := a.selection.Backend.(core.PlanAdjuster); ok {
-		// What the daemon would apply: the manager's per-interface settings (ifcfg's knobs) included.
-		plan = adj.AdjustPlan(plan)
-	}
-	return plan, nil
+	return res.Plan, nil
 }

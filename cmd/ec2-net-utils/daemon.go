@@ -22,8 +22,8 @@ func newDaemonCommand(g *globals) *cobra.Command {
 		Long: `daemon reconciles every ENI at start (a no-op on a correct host), then follows netlink
 link events (attach, detach, rename) and acts at once, polls IMDS every refresh_interval for new
 secondary addresses and prefixes (writing and reloading nothing when nothing changed), and
-restores source rules someone else deleted. It tells systemd when it is ready (Type=notify) and
-stops cleanly on SIGTERM.`,
+restores source rules someone else deleted. It tells systemd it is ready (Type=notify) after the
+first pass that could read IMDS, or after 30 s without one, and stops cleanly on SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -54,8 +54,14 @@ stops cleanly on SIGTERM.`,
 				RefreshInterval:     cfg.RefreshInterval,
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
-				Ready: func() {
-					log.Info("ready: first reconcile done")
+				PropagationTimeout:  cfg.IMDS.PropagationTimeout,
+				// READY=1 after the first pass that read IMDS (network-online.target then means
+				// "the ENIs present are configured"), or after the timeout without one, so a boot
+				// with IMDS down goes on; the loop keeps retrying.
+				Ready: func(ok bool) {
+					if ok {
+						log.Info("ready: first reconcile with IMDS done")
+					}
 					// Not running under systemd is fine (the lab, a shell): SdNotify is then a no-op.
 					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 						log.Warn("cannot notify systemd", "error", err)
