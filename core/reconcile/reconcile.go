@@ -1,5 +1,5 @@
 // Package reconcile drives one backend from IMDS snapshots and kernel links: a single pass
-// (Reconciler.Once, used by `apply`) and the event loop of the daemon (Reconciler.Run).
+// (Reconciler.Once, used by `apply` and `plan`) and the event loop of the daemon (Reconciler.Run).
 package reconcile
 
 import (
@@ -84,16 +84,18 @@ type Pass struct {
 	// Fetch asks IMDS for a new snapshot. Without it (a detach) the last snapshot is planned
 	// against the current links.
 	Fetch bool
-	// Full re-reads even the IMDS keys that cannot change while an ENI is attached.
+	// Full re-reads even the IMDS keys that cannot change while an ENI is attached, and applies
+	// even when nothing changed since the last settled pass.
 	Full bool
 }
 
 // Result is what one pass did.
 type Result struct {
-	Plan            core.Plan
+	// Plan is the plan the pass kept: the interfaces the backend leaves alone are under Ignored.
+	Plan core.Plan
+	// Report is the backend's (the last settled one when the pass skipped the backend).
 	Report          core.Report
 	AltnamesAdded   []string
-	RulesRestored   []core.Rule
 	IMDSUnreachable bool
 }
 
