@@ -248,7 +248,8 @@ func newFixtureWith(t *testing.T, links []core.Link, opt func(*Options)) *fixtur
 
 func (f *fixture) apply(t *testing.T, plan core.Plan, links []core.Link) core.Changes {
 	t.Helper()
-	ch, err := f.backend.Apply(context.Background(), plan, links)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}

@@ -49,7 +49,8 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) apply(t *testing.T, plan core.Plan, links []core.Link) core.Changes {
 	t.Helper()
-	ch, err := f.backend.Apply(context.Background(), plan, links)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -362,7 +363,8 @@ func TestWriteFailureRemovesNothing(t *testing.T) {
 	plan.Interfaces[1].Routes = plan.Interfaces[1].Routes[:2] // and eni.conf would change anyway
 	plan.Interfaces[0].Addresses = plan.Interfaces[0].Addresses[:1]
 
-	ch, err := f.backend.Apply(context.Background(), plan, links)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	if err == nil || !strings.Contains(err.Error(), "ens6") || !strings.Contains(err.Error(), eni) {
 		t.Fatalf("Apply error = %v; want one naming ens6 and %s", err, eni)
 	}
@@ -459,7 +461,8 @@ func TestSharedForeignFileGetsNoDropIns(t *testing.T) {
 	plan, links := twoENIs()
 	links = append(links, docker)
 
-	ch, err := f.backend.Apply(context.Background(), plan, links)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	if !errors.Is(err, ErrSharedNetworkFile) || !strings.Contains(err.Error(), "ens9") {
 		t.Fatalf("Apply error = %v, want ErrSharedNetworkFile naming ens9", err)
 	}
@@ -540,7 +543,8 @@ func TestFailedReloadIsRetriedByTheNextApply(t *testing.T) {
 	f := newFixture(t)
 	plan, links := twoENIs()
 	f.reloader.err = errors.New("bus gone")
-	ch, err := f.backend.Apply(context.Background(), plan, links)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	if err == nil || !strings.Contains(err.Error(), "bus gone") || !strings.Contains(err.Error(), "70-ens6.network") {
 		t.Fatalf("Apply error = %v; want the reload error naming the written files", err)
 	}

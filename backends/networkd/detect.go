@@ -5,16 +5,17 @@ import (
 	"fmt"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // Running reports whether systemd-networkd is running: its bus name has an owner. Asking the bus
 // rather than systemd works where there is no systemd PID 1 (containers, the lab) and starts
 // nothing, since NameHasOwner never activates a service.
 func Running(ctx context.Context, conn *dbus.Conn) (bool, error) {
-	var has bool
-	err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&has)
+	has, err := dbusname.HasOwner(ctx, conn, busName)
 	if err != nil {
-		return false, fmt.Errorf("networkd: ask the bus whether %s runs: %w", busName, err)
+		return false, fmt.Errorf("networkd: %w", err)
 	}
 	return has, nil
 }

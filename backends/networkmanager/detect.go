@@ -9,15 +9,15 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // Running reports whether NetworkManager is running: its bus name has an owner. NameHasOwner
 // never starts a service, and it works where systemd is not PID 1 (containers, the lab).
 func Running(ctx context.Context, conn *dbus.Conn) (bool, error) {
-	var has bool
-	err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, nmDest).Store(&has)
+	has, err := dbusname.HasOwner(ctx, conn, nmDest)
 	if err != nil {
-		return false, fmt.Errorf("networkmanager: ask the bus whether %s runs: %w", nmDest, err)
+		return false, fmt.Errorf("networkmanager: %w", err)
 	}
 	return has, nil
 }

@@ -98,7 +98,8 @@ func (n *nmLab) must(err error) {
 
 func (n *nmLab) apply(plan core.Plan, links []core.Link) core.Changes {
 	n.t.Helper()
-	ch, err := n.b.Apply(context.Background(), plan, links)
+	rep, err := n.b.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	n.must(err)
 	n.total += ch.Reloads
 	return ch

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // Network managers the lab can run in the instance.
@@ -93,8 +95,8 @@ func (l *Lab) StartManager(kind string) error {
 		if p.exited() {
 			return false, fmt.Errorf("%s exited: %s", name, p.tail())
 		}
-		var owned bool
-		if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&owned); err != nil {
+		owned, err := dbusname.HasOwner(context.Background(), conn, busName)
+		if err != nil {
 			return false, err
 		}
 		if !owned || extra == nil {
