@@ -101,9 +101,5 @@ func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
 		return core.Plan{}, fmt.Errorf("list links: %w", err)
 	}
 	plan := core.NewPlan(inst, links, a.cfg.PlanOptions())
-	if adj, ok := a.selection.Backend.(core.PlanAdjuster); ok {
-		// What the daemon would apply: the manager's per-interface settings (ifcfg's knobs) included.
-		plan = adj.AdjustPlan(plan)
-	}
 	return plan, nil
 }

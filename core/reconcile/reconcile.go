@@ -118,10 +118,6 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
 	}
 	plan := core.NewPlan(*r.last, links, r.opts)
-	if a, ok := r.backend.(core.PlanAdjuster); ok {
-		// Per-interface settings of the manager (ifcfg's EC2SYNC=no) hold for everything below.
-		plan = a.AdjustPlan(plan)
-	}
 	res.Plan = plan
 	r.noteOnce(plan)
 
@@ -142,8 +138,11 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 			"changed", false, "backend", "skipped: same plan and links as the last apply")
 		return res, errors.Join(imdsErr, cleanupErr)
 	}
-	changes, err := r.backend.Apply(ctx, plan, links)
+	report, err := r.backend.Apply(ctx, plan, links)
+	changes := report.Changes
 	res.Changes = changes
+	plan = withoutLeftAlone(plan, report) // TEMP until the reconciler half of #10 lands
+	res.Plan = plan
 	if err == nil {
 		r.applied = &appliedState{plan: plan, links: slices.Clone(links)}
 	} else {
@@ -285,4 +284,18 @@ func (r *Reconciler) noteOnce(p core.Plan) {
 			r.log.Warn(w)
 		}
 	}
+}
+
+// withoutLeftAlone is a TEMP stand-in for the reconciler half of issue #10.
+func withoutLeftAlone(plan core.Plan, rep core.Report) core.Plan {
+	out := plan
+	out.Interfaces = nil
+	for _, p := range plan.Interfaces {
+		if ir, ok := rep.Outcome(p.MAC); ok && ir.Outcome == core.LeftAlone {
+			out.Ignored = append(out.Ignored, core.Ignored{Name: p.Name, MAC: p.MAC, Reason: ir.Reason})
+			continue
+		}
+		out.Interfaces = append(out.Interfaces, p)
+	}
+	return out
 }

@@ -92,9 +92,13 @@ func (k *fakeKernel) ensures() []time.Time {
 type fakeBackend struct{ plans []core.Plan }
 
 func (b *fakeBackend) Name() string { return "fake" }
-func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Changes, error) {
+func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Report, error) {
 	b.plans = append(b.plans, p)
-	return core.Changes{}, nil
+	var rep core.Report
+	for _, i := range p.Interfaces {
+		rep.Interfaces = append(rep.Interfaces, core.InterfaceReport{Name: i.Name, MAC: i.MAC, Outcome: core.Configured})
+	}
+	return rep, nil
 }
 
 func twoENIs() core.Instance {
