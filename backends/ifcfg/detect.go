@@ -13,7 +13,7 @@ import (
 // managerBusNames are the network managers that, when running, own the host's interfaces: where
 // one of them runs, initscripts files are not what configures the ENIs, even if the directory
 // exists (Fedora and EL 8 keep /etc/sysconfig/network-scripts for NetworkManager's ifcfg-rh).
-var managerBusNames = []string{"org.freedesktop.NetworkManager", "org.freedesktop.network1"}
+var managerBusNames = []string{dbusname.NetworkManager, dbusname.Networkd}
 
 // Detect reports whether this backend fits the host: the initscripts directory exists and
 // neither NetworkManager nor systemd-networkd runs. It asks the bus rather than systemd, which

@@ -9,18 +9,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
-	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
-
-// Running reports whether NetworkManager is running: its bus name has an owner. NameHasOwner
-// never starts a service, and it works where systemd is not PID 1 (containers, the lab).
-func Running(ctx context.Context, conn *dbus.Conn) (bool, error) {
-	has, err := dbusname.HasOwner(ctx, conn, nmDest)
-	if err != nil {
-		return false, fmt.Errorf("networkmanager: %w", err)
-	}
-	return has, nil
-}
 
 // Managed returns the names of the links NetworkManager manages: it has a device for the link
 // and the device is not in the unmanaged state. On a host where NM runs next to another manager

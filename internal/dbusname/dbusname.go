@@ -10,6 +10,12 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
+// The bus names of the network managers the agent drives or steps aside for.
+const (
+	Networkd       = "org.freedesktop.network1"
+	NetworkManager = "org.freedesktop.NetworkManager"
+)
+
 // HasOwner reports whether a connection owns name on the bus.
 func HasOwner(ctx context.Context, conn *dbus.Conn, name string) (bool, error) {
 	var has bool
