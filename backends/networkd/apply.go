@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -259,7 +260,8 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 // removeEmptyDirs removes drop-in directories left empty by our removals. A directory that
 // still holds someone else's file stays (os.Remove refuses a non-empty directory).
 func (b *Backend) removeEmptyDirs(dirs []string) {
-	for _, d := range dirs {
+	slices.Sort(dirs)
+	for _, d := range slices.Compact(dirs) {
 		if d != filepath.Clean(b.dir) {
 			_ = b.exec.Do("remove-if-empty", d, func() error { return os.Remove(d) })
 		}
