@@ -37,7 +37,9 @@ func TestLabProfileTaggedSkipIsReportedLeftAlone(t *testing.T) {
 	for pass := range 2 {
 		if pass > 0 {
 			// ens5 takes our profile at pass 0: Deferred while NM activates it.
-			n.waitFor("ens5 runs our profile", n.hasAddr("ens5", "10.99.0.20/32"))
+			n.waitFor("ens5 activated", func() (bool, error) {
+				return strings.HasPrefix(n.nmcli("-g", "GENERAL.STATE", "device", "show", "ens5"), "100"), nil
+			})
 		}
 		rep, err := n.b.Apply(context.Background(), plan, links)
 		n.must(err)
