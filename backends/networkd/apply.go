@@ -100,47 +100,24 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 	b.sweep()
 
 	owned, scanErr := scanOwned(b.dir)
-	canRemove := scanErr == nil
-	names := applyrun.NewPresent(plan, links).ByIndex
-	reported, lookupErrs := b.reportedFiles(names)
-
-	var changed []string
+	ps := &pass{owned: owned, canRemove: scanErr == nil, names: applyrun.NewPresent(plan, links).ByIndex}
+	ps.reported, ps.lookupErrs = b.reportedFiles(ps.names)
 	rep, err := applyrun.Run(ctx, "networkd", plan, links, applyrun.Steps{
 		Interface: func(_ context.Context, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
-			if err := validName(p.Name); err != nil {
-				return applyrun.Failed(err)
-			}
-			if err := lookupErrs[p.Index]; err != nil {
-				// Without knowing which file networkd uses, writing ours could strip our drop-ins
-				// from the file that is active. Leave the interface as it is.
-				return applyrun.Failed(fmt.Errorf("networkd: %s: %w", p.Name, err))
-			}
-			active, activeErr := activeFile(p, reported, names, b.dir)
-			if activeErr != nil {
-				activeErr = fmt.Errorf("networkd: %s: %w", p.Name, activeErr)
-			}
-			written, removed, err := b.applyInterface(p, active, owned, canRemove)
-			ch.Written = append(ch.Written, written...)
-			ch.Removed = append(ch.Removed, removed...)
-			changed = append(changed, written...)
-			changed = append(changed, removed...)
-			if len(written)+len(removed) == 0 && err == nil && activeErr == nil {
-				b.log.Debug("configuration up to date", "iface", p.Name)
-			}
-			return applyrun.Configured(errors.Join(activeErr, err))
+			return b.applyOne(ps, p, ch)
 		},
 		Detached: func(_ context.Context, present applyrun.Present, ch *core.Changes) error {
-			if canRemove {
+			if ps.canRemove {
 				ch.Removed = append(ch.Removed, b.removeDetached(owned, present.Names)...)
 			}
 			return nil
 		},
 		Reload: func(ctx context.Context, ch *core.Changes) error {
 			// A dry run remembers nothing: it reports the reload the changes it found would need.
-			if !b.reloadDue && len(changed) == 0 {
+			if !b.reloadDue && len(ps.changed) == 0 {
 				return nil
 			}
-			if err := b.reload(ctx, changed); err != nil {
+			if err := b.reload(ctx, ps.changed); err != nil {
 				return err
 			}
 			ch.Reloads++
@@ -148,6 +125,41 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 		},
 	})
 	return rep, errors.Join(scanErr, err)
+}
+
+// pass is what one Apply learnt about the directory and networkd before the interfaces.
+type pass struct {
+	owned      []ownedFile
+	canRemove  bool
+	names      map[int]string
+	reported   map[int]string
+	lookupErrs map[int]error
+	// changed lists the files written or removed for present interfaces: they need a reload.
+	changed []string
+}
+
+// applyOne writes one planned interface's files and says what came of it.
+func (b *Backend) applyOne(ps *pass, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
+	if err := validName(p.Name); err != nil {
+		return applyrun.Failed(err)
+	}
+	if err := ps.lookupErrs[p.Index]; err != nil {
+		// Without knowing which file networkd uses, writing ours could strip our drop-ins from
+		// the file that is active. Leave the interface as it is.
+		return applyrun.Failed(fmt.Errorf("networkd: %s: %w", p.Name, err))
+	}
+	active, activeErr := activeFile(p, ps.reported, ps.names, b.dir)
+	if activeErr != nil {
+		activeErr = fmt.Errorf("networkd: %s: %w", p.Name, activeErr)
+	}
+	written, removed, err := b.applyInterface(p, active, ps.owned, ps.canRemove)
+	ch.Written = append(ch.Written, written...)
+	ch.Removed = append(ch.Removed, removed...)
+	ps.changed = append(append(ps.changed, written...), removed...)
+	if len(written)+len(removed) == 0 && err == nil && activeErr == nil {
+		b.log.Debug("configuration up to date", "iface", p.Name)
+	}
+	return applyrun.Configured(errors.Join(activeErr, err))
 }
 
 // sweep removes, once, the temporary files a write killed midway left (issue #14).

@@ -201,13 +201,6 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 	if err != nil {
 		return applyrun.Failed(err)
 	}
-	// Configured, or Deferred while the ENI table's IPv6 default route waits for the RA router.
-	done := func(err error) core.InterfaceReport {
-		if hasRARoute(p) && !obs.RAGateway6.IsValid() {
-			return applyrun.Deferred(ReasonRA, err)
-		}
-		return applyrun.Configured(err)
-	}
 
 	switch {
 	case kind == runsForeign && Skipped(active.Settings):
@@ -221,16 +214,31 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 			}
 			delete(st.ours, p.MAC)
 		}
-		return done(b.mergeApplied(ctx, p, dev, active, obs, ch))
+		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
 	case kind == runsBase && st.foreignAvailable(dev, ours):
 		// A user's profile is waiting for this ENI; until it takes over, route the base's lease.
-		return done(b.mergeApplied(ctx, p, dev, active, obs, ch))
+		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
 	case kind == runsNone && st.foreignAvailable(dev, ours):
 		b.note(p.Name, "waiting", "a profile of the user's can run on this ENI; waiting for NetworkManager or the user to activate it")
 		return applyrun.LeftAlone(reasonWaiting)
 	}
 	b.note(p.Name, "", "")
+	return b.runOwn(ctx, p, dev, kind, ours, obs, ch)
+}
 
+// settled is the outcome of an ENI whose plan NM took: Configured, or Deferred while the ENI
+// table's IPv6 default route waits for the RA router.
+func settled(p core.InterfacePlan, obs Observed, err error) core.InterfaceReport {
+	if hasRARoute(p) && !obs.RAGateway6.IsValid() {
+		return applyrun.Deferred(ReasonRA, err)
+	}
+	return applyrun.Configured(err)
+}
+
+// runOwn makes the device run the agent's profile: created (and activated in place of the base
+// or on an idle device), or updated and reapplied.
+func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, kind runs, ours *profile, obs Observed,
+	ch *core.Changes) core.InterfaceReport {
 	want := Render(p, obs)
 	id := ProfileID(p.Name)
 	if ours == nil {
@@ -249,7 +257,7 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 			ch.Reloads++
 		}
 		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.exec.DryRun())
-		return done(nil)
+		return settled(p, obs, nil)
 	}
 
 	if err := b.ensureProfile(ctx, p, ours, want, ch); err != nil {
@@ -258,7 +266,7 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 	switch kind {
 	case runsOurs:
 		if dev.State == gonm.NmDeviceStateActivated {
-			return done(b.reapplyOwn(ctx, p, dev, want, ch))
+			return settled(p, obs, b.reapplyOwn(ctx, p, dev, want, ch))
 		}
 		// Still activating: the device takes the profile as it is now; the next pass compares again.
 		return applyrun.Deferred(reasonActivating, nil)
@@ -271,7 +279,7 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 	case runsNone:
 		// NM's autoconnect decides: the profile may have been taken down on purpose.
 	}
-	return done(nil)
+	return settled(p, obs, nil)
 }
 
 // device looks the interface up in NM, waiting a bounded time for NM to pick up a link the
