@@ -2,32 +2,19 @@ package networkmanager
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
-	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
 
 // TestLabProfileTaggedSkipIsReportedLeftAlone: with the real NetworkManager, an ENI that runs a
 // user's profile tagged org.ec2-net-utils.skip=yes is reported left alone, with the reason, and
 // gets nothing from the backend: no profile of ours, no Reapply, none of the plan's rules.
 func TestLabProfileTaggedSkipIsReportedLeftAlone(t *testing.T) {
-	n := newNMLab(t, false,
-		lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", Attached: true},
-		lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
-			PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, Attached: true})
-	n.nmcli("connection", "add", "type", "ethernet", "ifname", "ens6", "con-name", "hands-off ens6",
-		"connection.autoconnect-priority", "120")
-	// nmcli cannot set user data; the documented way is the keyfile.
-	keyfile := filepath.Join(n.l.EtcUpperDir(), "NetworkManager", "system-connections", "hands-off ens6.nmconnection")
-	content, err := os.ReadFile(keyfile)
-	n.must(err)
-	n.must(os.WriteFile(keyfile, append(content, "\n[user]\n"+TagSkip+"=yes\n"...), 0o600))
-	n.nmcli("connection", "load", "/etc/NetworkManager/system-connections/hands-off ens6.nmconnection")
+	n := newNMLabWithUserProfile(t, "hands-off ens6")
+	n.tagSkip("hands-off ens6")
 	n.userActivate("hands-off ens6")
 	n.waitFor("ens6 leased 10.99.1.10", n.hasAddr("ens6", "10.99.1.10/24"))
 

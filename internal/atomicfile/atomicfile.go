@@ -4,7 +4,6 @@
 package atomicfile
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,7 +27,7 @@ func Differs(name string, content []byte) bool {
 		return true
 	}
 	old, err := os.ReadFile(name)
-	return err != nil || !bytes.Equal(old, content)
+	return err != nil || string(old) != string(content)
 }
 
 // WriteIfChanged writes content to name unless Differs says it is there already. changed is
