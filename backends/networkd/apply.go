@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 
@@ -272,9 +271,10 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 // removeEmptyDirs removes drop-in directories left empty by our removals. A directory that
 // still holds someone else's file stays (os.Remove refuses a non-empty directory).
 func (b *Backend) removeEmptyDirs(dirs []string) {
-	slices.Sort(dirs)
-	for _, d := range slices.Compact(dirs) {
-		if d != filepath.Clean(b.dir) {
+	done := map[string]bool{filepath.Clean(b.dir): true}
+	for _, d := range dirs {
+		if !done[d] {
+			done[d] = true
 			_ = b.exec.Do("remove-if-empty", d, func() error { return os.Remove(d) })
 		}
 	}
