@@ -49,12 +49,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) apply(t *testing.T, plan core.Plan, links []core.Link) core.Changes {
 	t.Helper()
-	rep, err := f.backend.Apply(context.Background(), plan, links)
-	ch := rep.Changes
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return ch
+	return plantest.Apply(t, f.backend, plan, links).Changes
 }
 
 // setNetworkFile makes the fake networkd report the .network file it applies to a link.

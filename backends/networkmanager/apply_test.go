@@ -64,12 +64,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) apply(t *testing.T, plans ...core.InterfacePlan) core.Changes {
 	t.Helper()
-	rep, err := f.b.Apply(context.Background(), core.Plan{Interfaces: plans}, linksOf(plans))
-	ch := rep.Changes
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return ch
+	return plantest.Apply(t, f.b, core.Plan{Interfaces: plans}, linksOf(plans)).Changes
 }
 
 // calls returns the calls recorded since the last one and forgets them.

@@ -16,11 +16,7 @@ import (
 // report applies plans and returns the outcome of each interface.
 func (f *fixture) report(t *testing.T, plans ...core.InterfacePlan) core.Report {
 	t.Helper()
-	rep, err := f.b.Apply(context.Background(), core.Plan{Interfaces: plans}, linksOf(plans))
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return rep
+	return plantest.Apply(t, f.b, core.Plan{Interfaces: plans}, linksOf(plans))
 }
 
 func outcomeOf(t *testing.T, rep core.Report, p core.InterfacePlan) core.InterfaceReport {
