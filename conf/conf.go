@@ -15,6 +15,7 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/backends/ifcfg"
 	"github.com/ec2-net-utils/ec2-net-utils/backends/networkd"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
 )
 
 // DefaultPath is where the agent reads its configuration when no other file is named.
@@ -123,10 +124,10 @@ func Defaults() Config {
 		RefreshInterval: 10 * time.Second,
 		IMDS: IMDS{
 			Endpoint:           "",
-			Timeout:            2 * time.Second,
-			MaxAttempts:        4,
-			MaxBackoff:         time.Second,
-			PropagationTimeout: 30 * time.Second,
+			Timeout:            imds.DefaultTimeout,
+			MaxAttempts:        imds.DefaultMaxAttempts,
+			MaxBackoff:         imds.DefaultMaxBackoff,
+			PropagationTimeout: imds.DefaultPropagationTimeout,
 		},
 		Interfaces: Interfaces{
 			Drivers:               plan.Drivers,
