@@ -7,6 +7,7 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/backends/networkd"
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 func networkdCandidate() candidate {
@@ -17,7 +18,7 @@ func networkdCandidate() candidate {
 			if e.bus == nil {
 				return false, "", fmt.Errorf("no system bus: %w", e.busErr)
 			}
-			running, err := networkd.Running(ctx, e.bus)
+			running, err := dbusname.HasOwner(ctx, e.bus, dbusname.Networkd)
 			return running, "systemd-networkd owns org.freedesktop.network1 on the system bus", err
 		},
 		build: func(e *env) (core.Backend, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/backends/networkmanager"
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 func networkManagerCandidate() candidate {
@@ -20,7 +21,7 @@ func networkManagerCandidate() candidate {
 			if e.bus == nil {
 				return false, "", fmt.Errorf("no system bus: %w", e.busErr)
 			}
-			running, err := networkmanager.Running(ctx, e.bus)
+			running, err := dbusname.HasOwner(ctx, e.bus, dbusname.NetworkManager)
 			if err != nil || !running {
 				return false, "", err
 			}

@@ -12,7 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ec2-net-utils/ec2-net-utils/backends/ifcfg"
+	"github.com/ec2-net-utils/ec2-net-utils/backends/networkd"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
 )
 
 // DefaultPath is where the agent reads its configuration when no other file is named.
@@ -114,31 +117,32 @@ type Daemon struct {
 // Defaults returns the configuration used for every key the file and environment leave unset.
 // packaging/ec2-net-utils.conf documents the same values; a test keeps the two equal.
 func Defaults() Config {
+	plan := core.DefaultPlanOptions()
 	return Config{
 		Backend:         BackendAuto,
 		LogLevel:        "info",
 		RefreshInterval: 10 * time.Second,
 		IMDS: IMDS{
 			Endpoint:           "",
-			Timeout:            2 * time.Second,
-			MaxAttempts:        4,
-			MaxBackoff:         time.Second,
-			PropagationTimeout: 30 * time.Second,
+			Timeout:            imds.DefaultTimeout,
+			MaxAttempts:        imds.DefaultMaxAttempts,
+			MaxBackoff:         imds.DefaultMaxBackoff,
+			PropagationTimeout: imds.DefaultPropagationTimeout,
 		},
 		Interfaces: Interfaces{
-			Drivers:               []string{"ena", "ixgbevf", "vif"},
+			Drivers:               plan.Drivers,
 			Exclude:               []string{},
-			PrimaryRules:          false,
-			MainDefaultRoute:      true,
-			AssignPrefixAddresses: false,
-			MTU:                   0,
+			PrimaryRules:          plan.PrimaryRules,
+			MainDefaultRoute:      plan.MainDefaultRoute,
+			AssignPrefixAddresses: plan.AssignPrefixAddresses,
+			MTU:                   plan.MTU,
 		},
-		Networkd:       Networkd{Dir: "/run/systemd/network"},
+		Networkd:       Networkd{Dir: networkd.DefaultDir},
 		NetworkManager: NetworkManager{Persist: false},
 		Ifcfg: Ifcfg{
-			Dir:               "/etc/sysconfig/network-scripts",
-			DHClientConfDir:   "/etc/dhcp",
-			DHClientScript:    "/usr/libexec/ec2-net-utils/dhclient-script",
+			Dir:               ifcfg.DefaultDir,
+			DHClientConfDir:   ifcfg.DefaultDHClientConfDir,
+			DHClientScript:    ifcfg.DefaultScript,
 			BroadcastRenewals: true,
 		},
 		Daemon: Daemon{

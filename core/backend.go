@@ -114,13 +114,3 @@ type PlanOptions struct {
 func DefaultPlanOptions() PlanOptions {
 	return PlanOptions{Drivers: []string{"ena", "ixgbevf", "vif"}, MainDefaultRoute: true}
 }
-
-// PlanAdjuster is implemented by a backend whose manager keeps per-interface settings of its own
-// that override the plan: the ifcfg backend honours amazon-ec2-net-utils 1.x's EC2SYNC,
-// MAINROUTETABLE and EC2PROVISIONPFXIPS in ifcfg-<iface>. The reconciler adjusts every plan before
-// Apply and uses the adjusted plan for the rest of its work (restoring deleted rules, removing
-// the rules of detached ENIs), so an interface left alone by such a setting is left alone by
-// every part of the agent. AdjustPlan must be idempotent.
-type PlanAdjuster interface {
-	AdjustPlan(plan Plan) Plan
-}

@@ -29,13 +29,13 @@ func WriteText(w io.Writer, p Plan) error {
 		}
 		fmt.Fprintf(&b, "  %s\n", main)
 		for _, r := range ifc.Rules {
-			fmt.Fprintf(&b, "  rule:     %d: from %s lookup %d\n", r.Priority, hostOrPrefix(r.From.String()), r.Table)
+			fmt.Fprintf(&b, "  rule:     %s\n", r)
 		}
 		for _, a := range ifc.Addresses {
 			fmt.Fprintf(&b, "  address:  %s dev %s noprefixroute\n", a, ifc.Name)
 		}
 		for _, rt := range ifc.Routes {
-			fmt.Fprintf(&b, "  route:    %s\n", routeText(rt, ifc.Name))
+			fmt.Fprintf(&b, "  route:    %s\n", rt.On(ifc.Name))
 		}
 		if len(ifc.Altnames) > 0 {
 			fmt.Fprintf(&b, "  altnames: %s\n", strings.Join(ifc.Altnames, " "))
@@ -64,19 +64,41 @@ func WriteText(w io.Writer, p Plan) error {
 	return err
 }
 
-func routeText(rt Route, dev string) string {
-	dst := rt.Destination.String()
+// String prints the rule the way `ip rule show` does: "10001: from 10.0.1.5 lookup 10001".
+func (r Rule) String() string {
+	from := "all"
+	if r.From.IsValid() && r.From.Bits() > 0 {
+		from = hostOrPrefix(r.From.String())
+	}
+	return fmt.Sprintf("%d: from %s lookup %d", r.Priority, from, r.Table)
+}
+
+// String prints the route the way `ip route` does: "default via 10.0.1.1 table 10001".
+func (rt Route) String() string { return rt.On("") }
+
+// On prints the route through the link dev ("" leaves the device out), the way `ip route` does:
+// "default via 10.0.1.1 dev ens6 table 10001", "10.0.1.0/24 dev ens6 scope link table 10001".
+func (rt Route) On(dev string) string {
+	var b strings.Builder
 	if rt.Destination.Bits() == 0 {
-		dst = "default"
+		b.WriteString("default")
+	} else {
+		b.WriteString(rt.Destination.Masked().String())
 	}
 	switch {
 	case rt.Gateway.IsValid():
-		return fmt.Sprintf("%s via %s dev %s table %d", dst, rt.Gateway, dev, rt.Table)
+		b.WriteString(" via " + rt.Gateway.String())
 	case rt.GatewayFromRA:
-		return fmt.Sprintf("%s via <router advertisement> dev %s table %d", dst, dev, rt.Table)
-	default:
-		return fmt.Sprintf("%s dev %s scope link table %d", dst, dev, rt.Table)
+		b.WriteString(" via <router advertisement>")
 	}
+	if dev != "" {
+		b.WriteString(" dev " + dev)
+	}
+	if !rt.Gateway.IsValid() && !rt.GatewayFromRA {
+		b.WriteString(" scope link")
+	}
+	fmt.Fprintf(&b, " table %d", rt.Table)
+	return b.String()
 }
 
 // hostOrPrefix prints host prefixes the way `ip rule` does: without /32 or /128.

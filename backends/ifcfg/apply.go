@@ -18,6 +18,9 @@ import (
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/atomicfile"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
 // Kernel is the part of netlink the backend uses; *netlinkx.Handle implements it.
@@ -78,17 +81,16 @@ type Backend struct {
 	kernel            Kernel
 	dhcp              DHCP
 	log               hclog.Logger
-	dryRun            bool
+	exec              *applyrun.Executor
 
 	mu sync.Mutex
 	// noted remembers what was logged once: files left alone, knobs in effect, adopted dhclients.
-	noted map[string]string
+	noted logonce.Notes
+	// swept is set once the temporary files a killed write left are removed.
+	swept bool
 }
 
-var (
-	_ core.Backend      = (*Backend)(nil)
-	_ core.PlanAdjuster = (*Backend)(nil)
-)
+var _ core.Backend = (*Backend)(nil)
 
 // New returns an ifcfg backend.
 func New(opts Options) (*Backend, error) {
@@ -103,8 +105,7 @@ func New(opts Options) (*Backend, error) {
 		kernel:            opts.Kernel,
 		dhcp:              opts.DHCP,
 		log:               opts.Logger,
-		dryRun:            opts.DryRun,
-		noted:             map[string]string{},
+		exec:              applyrun.NewExecutor(opts.DryRun),
 	}
 	if b.paths.Dir == "" {
 		b.paths.Dir = DefaultDir
@@ -124,17 +125,13 @@ func New(opts Options) (*Backend, error) {
 // Name implements core.Backend.
 func (b *Backend) Name() string { return "ifcfg" }
 
-// AdjustPlan implements core.PlanAdjuster: it applies the 1.x knobs administrators keep in
-// ifcfg-<iface> files, so that the reconciler, too, leaves an EC2SYNC=no interface alone.
-func (b *Backend) AdjustPlan(plan core.Plan) core.Plan {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.adjust(plan)
-}
+// Actions returns what the last Apply did, or in a dry run would have done, in order.
+func (b *Backend) Actions() []string { return b.exec.Actions() }
 
-// adjust reads the knobs of every planned interface. Knobs count only in files the agent did not
-// generate or that were edited since: the values in a generated file are the agent's own.
-func (b *Backend) adjust(plan core.Plan) core.Plan {
+// knobs reads the 1.x knobs of every planned interface, once per Apply. Knobs count only in
+// files the agent did not generate or that were edited since: the values in a generated file are
+// the agent's own.
+func (b *Backend) knobs(plan core.Plan) map[string]Knobs {
 	knobs := map[string]Knobs{}
 	for _, p := range plan.Interfaces {
 		path := b.paths.FileName(KindIfcfg, p.Name)
@@ -153,66 +150,80 @@ func (b *Backend) adjust(plan core.Plan) core.Plan {
 			continue
 		}
 		knobs[p.Name] = k
-		b.noteOnce("knobs:"+p.Name, k.Describe(), func() {
+		if b.noted.Changed("knobs:"+p.Name, k.Describe()) {
 			b.log.Info("1.x settings in the interface's ifcfg file apply", "iface", p.Name, "file", path, "settings", k.Describe())
-		})
+		}
 	}
-	return AdjustPlan(plan, knobs, func(iface string) string { return b.paths.FileName(KindIfcfg, iface) })
-}
-
-// noteOnce runs log when key's value changes, so a steady state logs nothing.
-func (b *Backend) noteOnce(key, value string, log func()) {
-	if b.noted[key] != value {
-		b.noted[key] = value
-		log()
-	}
+	return knobs
 }
 
 // Apply implements core.Backend. For every planned ENI it writes the files that differ, makes the
 // kernel match the plan (rules, ENI-table routes, secondary addresses) and keeps one dhclient per
 // family running with the agent's script. For interfaces that are gone it stops their dhclient
 // and removes their rules, table routes, lease, pid and generated files. An interface that is
-// present but not planned (excluded, EC2SYNC=no, pending in IMDS) is left exactly as it is.
-// A failure on one interface is reported and the others are still applied.
+// present but not planned (excluded, pending in IMDS) is left exactly as it is. A failure on one
+// interface is reported and the others are still applied.
+//
+// The 1.x knobs in an interface's own ifcfg file win over the plan: MAINROUTETABLE and
+// EC2PROVISIONPFXIPS change its plan, EC2SYNC=no leaves it alone (LeftAlone, naming the file).
+// An interface whose IPv6 default route waits for a router advertisement is Deferred.
 //
 // Changes names files by path and what the backend changed in the kernel as "<iface>: rule …",
 // "<iface>: address …", "<iface>: dhclient -4"; Reloads counts the dhclients it started.
-func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Changes, error) {
+func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	plan = b.adjust(plan)
+	b.exec.Begin()
+	b.sweep()
 
-	var ch core.Changes
-	var errs []error
-	present := make(map[string]bool, len(links)+len(plan.Interfaces))
-	for _, l := range links {
-		present[l.Name] = true
-	}
+	knobs := b.knobs(plan)
+	adjusted := make(map[string]core.InterfacePlan, len(plan.Interfaces))
 	tables := make(map[int]bool, len(plan.Interfaces))
 	for _, p := range plan.Interfaces {
-		present[p.Name] = true
-		tables[p.Table] = true
-	}
-	for _, p := range plan.Interfaces {
-		if err := ctx.Err(); err != nil {
-			return ch, errors.Join(append(errs, fmt.Errorf("ifcfg: apply stopped before %s: %w", p.Name, err))...)
-		}
-		if err := validName(p.Name); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := b.applyInterface(ctx, p, tables, &ch); err != nil {
-			errs = append(errs, err)
+		if q, keep := knobs[p.Name].Apply(p); keep {
+			adjusted[p.Name] = q
+			tables[q.Table] = true
 		}
 	}
-	if err := b.removeDetached(present, tables, &ch); err != nil {
-		errs = append(errs, err)
-	}
-	return ch, errors.Join(errs...)
+	return applyrun.Run(ctx, "ifcfg", plan, links, applyrun.Steps{
+		Interface: func(ctx context.Context, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
+			q, ok := adjusted[p.Name]
+			if !ok {
+				return applyrun.LeftAlone("EC2SYNC=no in " + b.paths.FileName(KindIfcfg, p.Name))
+			}
+			if err := validName(q.Name); err != nil {
+				return applyrun.Failed(err)
+			}
+			return b.applyInterface(ctx, q, tables, ch)
+		},
+		Detached: func(_ context.Context, present applyrun.Present, ch *core.Changes) error {
+			return b.removeDetached(present.Names, tables, ch)
+		},
+	})
 }
 
+// sweep removes, once, the temporary files a write killed midway left (issue #14).
+func (b *Backend) sweep() {
+	if b.swept || b.exec.DryRun() {
+		return
+	}
+	b.swept = true
+	for _, d := range []string{b.paths.Dir, b.paths.DHClientConfDir, b.stateDir} {
+		removed, err := atomicfile.RemoveStale(d)
+		if err != nil {
+			b.log.Warn("cannot remove temporary files of an interrupted write", "dir", d, "error", err)
+		}
+		for _, f := range removed {
+			b.log.Info("removed temporary file of an interrupted write", "file", f)
+		}
+	}
+}
+
+// ReasonRA is what an interface whose IPv6 default route in the ENI table waits for.
+const ReasonRA = "IPv6 router advertisement"
+
 // applyInterface configures one ENI: the kernel, the files that restore it, then DHCP.
-func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, tables map[int]bool, ch *core.Changes) error {
+func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, tables map[int]bool, ch *core.Changes) core.InterfaceReport {
 	var errs []error
 	st, err := b.loadState(p.Name)
 	if err != nil {
@@ -225,9 +236,12 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, tabl
 		st = ifaceState{}
 	}
 
-	if !b.dryRun {
-		errs = append(errs, b.applyKernel(p, st, ch))
-	}
+	waitsRA := false
+	errs = append(errs, b.exec.Do("sync-kernel", p.Name, func() error {
+		var err error
+		waitsRA, err = b.applyKernel(p, st, ch)
+		return err
+	}))
 	// The files after the kernel: route6-<iface> names the IPv6 router the kernel just used.
 	settings := Settings{ProvisionPrefixIPs: b.assignPrefix, BroadcastRenewals: b.broadcastRenewals, RARouter: b.raRouter(p)}
 	errs = append(errs, b.writeFiles(p, Render(p, b.paths, settings), ch))
@@ -235,17 +249,20 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, tabl
 	if !p.Primary {
 		errs = append(errs, b.ensureDHCP(ctx, p, ch))
 	}
-	if !b.dryRun {
-		want := ifaceState{MAC: p.MAC, Table: p.Table, Addresses: p.Addresses}
-		if err := b.saveState(p.Name, want); err != nil {
-			errs = append(errs, err)
-		}
+	want := ifaceState{MAC: p.MAC, Table: p.Table, Addresses: p.Addresses}
+	if err := b.saveState(p.Name, want); err != nil {
+		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if waitsRA {
+		b.log.Debug("IPv6 default route waits for a router advertisement", "iface", p.Name)
+		return applyrun.Deferred(ReasonRA, errors.Join(errs...))
+	}
+	return applyrun.Configured(errors.Join(errs...))
 }
 
 // applyKernel makes the ENI's rules, table routes and secondary addresses match the plan.
-func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Changes) error {
+// waitsRA reports a route that waits for a router advertisement: not an error.
+func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Changes) (waitsRA bool, err error) {
 	var errs []error
 	link := core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC}
 	if !p.Primary {
@@ -259,12 +276,11 @@ func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Chan
 	errs = append(errs, b.syncRules(p, ch))
 	replaced, err := b.kernel.EnsureRoutes(link, p.Routes)
 	for _, r := range replaced {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: route %s", p.Name, routeText(r)))
+		ch.Written = append(ch.Written, fmt.Sprintf("%s: route %s", p.Name, r))
 	}
-	if err != nil && !errors.Is(err, netlinkx.ErrNoRARouter) {
+	waitsRA, err = netlinkx.SplitRAWait(err)
+	if err != nil {
 		errs = append(errs, fmt.Errorf("ifcfg: %s: %w", p.Name, err))
-	} else if err != nil {
-		b.log.Debug("IPv6 default route waits for a router advertisement", "iface", p.Name)
 	}
 	added, removed, err := b.kernel.SyncAddresses(link, p.Addresses, st.Addresses)
 	for _, a := range added {
@@ -276,7 +292,7 @@ func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Chan
 	if err != nil {
 		errs = append(errs, fmt.Errorf("ifcfg: %s: %w", p.Name, err))
 	}
-	return errors.Join(errs...)
+	return waitsRA, errors.Join(errs...)
 }
 
 // syncRules adds the plan's rules and removes ours at the ENI's priority that the plan no longer
@@ -285,7 +301,7 @@ func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Chan
 func (b *Backend) syncRules(p core.InterfacePlan, ch *core.Changes) error {
 	added, err := b.kernel.EnsureRules(p.Rules)
 	for _, r := range added {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: rule %s", p.Name, ruleText(r)))
+		ch.Written = append(ch.Written, fmt.Sprintf("%s: rule %s", p.Name, r))
 	}
 	if err != nil {
 		return fmt.Errorf("ifcfg: %s: %w", p.Name, err)
@@ -308,7 +324,7 @@ func (b *Backend) syncRules(p core.InterfacePlan, ch *core.Changes) error {
 		return fmt.Errorf("ifcfg: %s: %w", p.Name, err)
 	}
 	for _, r := range stale {
-		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", p.Name, ruleText(r)))
+		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", p.Name, r))
 	}
 	return nil
 }
@@ -356,24 +372,20 @@ func (b *Backend) ensureDHCP(ctx context.Context, p core.InterfacePlan, ch *core
 				errs = append(errs, b.stopDHCP(p.Name, fam, proc, what, ch))
 			}
 		case proc.Pid > 0 && !proc.Ours:
-			b.noteOnce("adopted:"+what, fmt.Sprint(proc.Pid), func() {
+			if b.noted.Changed("adopted:"+what, fmt.Sprint(proc.Pid)) {
 				b.log.Info("DHCP client started by someone else serves the ENI; leaving it", "iface", p.Name,
 					"pid", proc.Pid, "args", strings.Join(proc.Args, " "))
-			})
+			}
 		case proc.Pid > 0 && slices.Equal(proc.Args, b.dhcp.Args(spec)):
 		default:
-			if b.dryRun {
-				ch.Reloads++
-				ch.Written = append(ch.Written, what)
-				continue
-			}
-			if proc.Pid > 0 {
-				if err := b.dhcp.Stop(proc); err != nil {
-					errs = append(errs, err)
-					continue
+			if err := b.exec.Do("start", what, func() error {
+				if proc.Pid > 0 {
+					if err := b.dhcp.Stop(proc); err != nil {
+						return err
+					}
 				}
-			}
-			if err := b.dhcp.Start(ctx, spec); err != nil {
+				return b.dhcp.Start(ctx, spec)
+			}); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -386,17 +398,20 @@ func (b *Backend) ensureDHCP(ctx context.Context, p core.InterfacePlan, ch *core
 }
 
 func (b *Backend) stopDHCP(iface string, fam core.Family, proc Process, what string, ch *core.Changes) error {
-	if b.dryRun {
-		ch.Removed = append(ch.Removed, what)
-		return nil
-	}
-	if err := b.dhcp.Stop(proc); err != nil {
+	if err := b.exec.Do("stop", what, func() error { return b.dhcp.Stop(proc) }); err != nil {
 		return err
 	}
 	ch.Removed = append(ch.Removed, what)
-	files, err := b.dhcp.RemoveFiles(iface, fam)
-	ch.Removed = append(ch.Removed, files...)
-	return err
+	return b.removeDHCPFiles(iface, fam, ch)
+}
+
+// removeDHCPFiles removes the pid and lease files of the interface's dhclient for fam.
+func (b *Backend) removeDHCPFiles(iface string, fam core.Family, ch *core.Changes) error {
+	return b.exec.Do("remove-dhclient-files", fmt.Sprintf("%s -%d", iface, fam), func() error {
+		files, err := b.dhcp.RemoveFiles(iface, fam)
+		ch.Removed = append(ch.Removed, files...)
+		return err
+	})
 }
 
 // removeDetached cleans up after interfaces that are gone: those the agent remembers (state) or
@@ -434,14 +449,12 @@ func (b *Backend) forget(iface string, st ifaceState, tables map[int]bool, files
 		}
 		if proc.Pid > 0 {
 			errs = append(errs, b.stopDHCP(iface, fam, proc, fmt.Sprintf("%s: dhclient -%d", iface, fam), ch))
-		} else if !b.dryRun {
-			removed, err := b.dhcp.RemoveFiles(iface, fam)
-			ch.Removed = append(ch.Removed, removed...)
-			errs = append(errs, err)
+		} else {
+			errs = append(errs, b.removeDHCPFiles(iface, fam, ch))
 		}
 	}
-	if st.Table > 0 && !tables[st.Table] && !b.dryRun {
-		errs = append(errs, b.flushTable(iface, st.Table, ch))
+	if st.Table > 0 && !tables[st.Table] {
+		errs = append(errs, b.exec.Do("flush-table", fmt.Sprint(st.Table), func() error { return b.flushTable(iface, st.Table, ch) }))
 	}
 	if files {
 		for _, k := range Kinds {
@@ -450,13 +463,15 @@ func (b *Backend) forget(iface string, st ifaceState, tables map[int]bool, files
 	}
 	// The state goes last and only when everything else went: it is how the next pass knows
 	// there is still something to clean up (a dhclient that would not stop, say).
-	if err := errors.Join(errs...); err != nil || b.dryRun {
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := os.Remove(b.statePath(iface)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("ifcfg: %w", err)
-	}
-	return nil
+	return b.exec.Do("remove", b.statePath(iface), func() error {
+		if err := os.Remove(b.statePath(iface)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("ifcfg: %w", err)
+		}
+		return nil
+	})
 }
 
 // flushTable removes our rules into an ENI table that is no longer planned, then its routes.
@@ -477,7 +492,7 @@ func (b *Backend) flushTable(iface string, table int, ch *core.Changes) error {
 			errs = append(errs, fmt.Errorf("ifcfg: %s: %w", iface, err))
 		} else {
 			for _, r := range ours {
-				ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", iface, ruleText(r)))
+				ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", iface, r))
 			}
 		}
 	}
@@ -555,20 +570,18 @@ func (b *Backend) writeFiles(p core.InterfacePlan, files []File, ch *core.Change
 				continue
 			}
 		default:
-			b.noteOnce("left:"+f.Path, owner.String(), func() {
+			if b.noted.Changed("left:"+f.Path, owner.String()) {
 				b.log.Info("file not written: it is not the agent's to change (delete it to let the agent manage it)",
 					"iface", p.Name, "file", f.Path, "owner", owner.String())
-			})
+			}
 			continue
 		}
-		if !b.dryRun {
-			if err := writeFile(f.Path, f.Content); err != nil {
-				errs = append(errs, fmt.Errorf("ifcfg: %s: write %s: %w", p.Name, f.Path, err))
-				continue
-			}
+		if err := b.write(f.Path, f.Content); err != nil {
+			errs = append(errs, fmt.Errorf("ifcfg: %s: write %s: %w", p.Name, f.Path, err))
+			continue
 		}
 		ch.Written = append(ch.Written, f.Path)
-		b.log.Debug("wrote", "iface", p.Name, "file", f.Path, "dry_run", b.dryRun)
+		b.log.Debug("wrote", "iface", p.Name, "file", f.Path, "dry_run", b.exec.DryRun())
 	}
 	for _, k := range Kinds {
 		// The primary ENI's ifcfg and dhclient configuration are the image's: never removed.
@@ -587,13 +600,16 @@ func (b *Backend) removeGenerated(iface, path string, ch *core.Changes) error {
 	if owner, forIface, content := b.read(path); content == nil || owner != Generated || forIface != iface {
 		return nil
 	}
-	if !b.dryRun {
+	if err := b.exec.Do("remove", path, func() error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("ifcfg: %s: remove %s: %w", iface, path, err)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	ch.Removed = append(ch.Removed, path)
-	b.log.Debug("removed", "iface", iface, "file", path, "dry_run", b.dryRun)
+	b.log.Debug("removed", "iface", iface, "file", path, "dry_run", b.exec.DryRun())
 	return nil
 }
 
@@ -658,56 +674,21 @@ func (b *Backend) saveState(iface string, st ifaceState) error {
 		return fmt.Errorf("ifcfg: %w", err)
 	}
 	content = append(content, '\n')
-	if current, err := os.ReadFile(b.statePath(iface)); err == nil && bytes.Equal(current, content) {
+	if !atomicfile.Differs(b.statePath(iface), content) {
 		return nil
 	}
-	if err := os.MkdirAll(b.stateDir, 0o755); err != nil {
-		return fmt.Errorf("ifcfg: %w", err)
-	}
-	if err := writeFile(b.statePath(iface), content); err != nil {
+	if err := b.write(b.statePath(iface), content); err != nil {
 		return fmt.Errorf("ifcfg: %s: %w", b.statePath(iface), err)
 	}
 	return nil
 }
 
-// writeFile replaces name with content atomically: a temporary file next to it (a dot name that
-// no `ifcfg-*` glob of initscripts matches), synced, renamed over it, directory synced.
-func writeFile(name string, content []byte) (err error) {
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// write replaces a file with content (the caller compared it already).
+func (b *Backend) write(path string, content []byte) error {
+	return b.exec.Do("write", path, func() error {
+		_, err := atomicfile.Write(path, content)
 		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(content); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), name); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	})
 }
 
 // validName rejects names that cannot be a link and would escape the directories.
@@ -716,19 +697,4 @@ func validName(name string) error {
 		return fmt.Errorf("ifcfg: invalid interface name %q", name)
 	}
 	return nil
-}
-
-func ruleText(r core.Rule) string {
-	return fmt.Sprintf("%d: from %s lookup %d", r.Priority, fromText(r.From), r.Table)
-}
-
-func routeText(r core.Route) string {
-	s := dest(r.Destination)
-	switch {
-	case r.GatewayFromRA:
-		s += " via <router advertisement>"
-	case r.Gateway.IsValid():
-		s += " via " + r.Gateway.String()
-	}
-	return fmt.Sprintf("%s table %d", s, r.Table)
 }

@@ -78,17 +78,26 @@ func TestEC2SyncNoLeavesTheInterfaceAloneEverywhere(t *testing.T) {
 	theirs := core.Rule{Family: core.IPv4, From: mustPrefix("10.0.1.99/32"), Table: 10001, Priority: 10001}
 	f.kernel.rules = append(f.kernel.rules, theirs)
 
-	adjusted := f.backend.AdjustPlan(plan)
-	if len(adjusted.Interfaces) != 1 || adjusted.Interfaces[0].Name != "eth0" {
-		t.Fatalf("adjusted plan configures %v, want eth0 only", adjusted.Interfaces)
+	rep, err := f.backend.Apply(context.Background(), plan, links)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(adjusted.Ignored, func(i core.Ignored) bool {
-		return i.Name == "eth1" && strings.Contains(i.Reason, "EC2SYNC=no in "+f.path(netScripts+"ifcfg-eth1"))
+	var configured []string
+	for _, ir := range rep.Interfaces {
+		if ir.Outcome == core.Configured {
+			configured = append(configured, ir.Name)
+		}
+	}
+	if !slices.Equal(configured, []string{"eth0"}) {
+		t.Fatalf("report configures %v, want eth0 only", rep.Interfaces)
+	}
+	if !slices.ContainsFunc(rep.Interfaces, func(i core.InterfaceReport) bool {
+		return i.Name == "eth1" && i.Outcome == core.LeftAlone && strings.Contains(i.Reason, "EC2SYNC=no in "+f.path(netScripts+"ifcfg-eth1"))
 	}) {
-		t.Errorf("eth1 is not listed as ignored with the file that says so: %v", adjusted.Ignored)
+		t.Errorf("eth1 is not reported left alone with the file that says so: %v", rep.Interfaces)
 	}
 
-	f.apply(t, plan, links) // the plan as the planner made it: Apply adjusts it too
+	f.apply(t, plan, links) // a second pass leaves it alone too
 	if f.kernel.up[3] || len(f.kernel.addrs[3]) > 0 || len(f.dhcp.procs) > 0 {
 		t.Errorf("eth1 was touched: up=%v addrs=%v dhclients=%v", f.kernel.up[3], f.kernel.addrs[3], f.dhcp.procs)
 	}

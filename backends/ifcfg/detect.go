@@ -6,12 +6,14 @@ import (
 	"os"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // managerBusNames are the network managers that, when running, own the host's interfaces: where
 // one of them runs, initscripts files are not what configures the ENIs, even if the directory
 // exists (Fedora and EL 8 keep /etc/sysconfig/network-scripts for NetworkManager's ifcfg-rh).
-var managerBusNames = []string{"org.freedesktop.NetworkManager", "org.freedesktop.network1"}
+var managerBusNames = []string{dbusname.NetworkManager, dbusname.Networkd}
 
 // Detect reports whether this backend fits the host: the initscripts directory exists and
 // neither NetworkManager nor systemd-networkd runs. It asks the bus rather than systemd, which
@@ -27,9 +29,9 @@ func Detect(ctx context.Context, conn *dbus.Conn, dir string) (bool, string, err
 		return true, dir + " exists and there is no system bus, so neither NetworkManager nor systemd-networkd runs", nil
 	}
 	for _, name := range managerBusNames {
-		var owned bool
-		if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, name).Store(&owned); err != nil {
-			return false, "", fmt.Errorf("ifcfg: ask the bus whether %s runs: %w", name, err)
+		owned, err := dbusname.HasOwner(ctx, conn, name)
+		if err != nil {
+			return false, "", fmt.Errorf("ifcfg: %w", err)
 		}
 		if owned {
 			return false, name + " runs", nil

@@ -23,6 +23,8 @@ type fakeKernel struct {
 	addrs  map[int][]netip.Prefix
 	// ra is the router each link learned from router advertisements.
 	ra map[int]netip.Addr
+	// routeErr fails EnsureRoutes for routes to these destinations.
+	routeErr map[fakeRoute]error
 }
 
 type fakeRoute struct {
@@ -142,6 +144,10 @@ func (k *fakeKernel) EnsureRoutes(l core.Link, routes []core.Route) ([]core.Rout
 	var replaced []core.Route
 	var errs []error
 	for _, r := range routes {
+		if err := k.routeErr[fakeRoute{link: have.Index, route: core.Route{Destination: r.Destination.Masked()}}]; err != nil {
+			errs = append(errs, fmt.Errorf("fake: route %s: %w", r.Destination, err))
+			continue
+		}
 		gw := r.Gateway
 		if r.GatewayFromRA {
 			if gw = k.ra[have.Index]; !gw.IsValid() {
@@ -285,3 +291,11 @@ func (f *fakeDHCP) dump() string {
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// failRoute makes EnsureRoutes fail for the link's routes to dst, the way the kernel refuses one.
+func (k *fakeKernel) failRoute(index int, dst string, err error) {
+	if k.routeErr == nil {
+		k.routeErr = map[fakeRoute]error{}
+	}
+	k.routeErr[fakeRoute{link: index, route: core.Route{Destination: netip.MustParsePrefix(dst)}}] = err
+}

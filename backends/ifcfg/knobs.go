@@ -3,7 +3,6 @@ package ifcfg
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -148,32 +147,4 @@ func (k Knobs) Describe() string {
 		}
 	}
 	return strings.Join(parts, " ")
-}
-
-// AdjustPlan applies each interface's knobs (knobs maps interface names to them) to a plan. An
-// interface with EC2SYNC=no moves from Interfaces to Ignored, with source naming the file.
-func AdjustPlan(plan core.Plan, knobs map[string]Knobs, source func(iface string) string) core.Plan {
-	if len(knobs) == 0 {
-		return plan
-	}
-	out := plan
-	out.Interfaces = make([]core.InterfacePlan, 0, len(plan.Interfaces))
-	out.Ignored = slices.Clone(plan.Ignored)
-	for _, p := range plan.Interfaces {
-		k, ok := knobs[p.Name]
-		if !ok {
-			out.Interfaces = append(out.Interfaces, p)
-			continue
-		}
-		adjusted, keep := k.Apply(p)
-		if !keep {
-			out.Ignored = append(out.Ignored, core.Ignored{Name: p.Name, MAC: p.MAC, Reason: "EC2SYNC=no in " + source(p.Name)})
-			continue
-		}
-		out.Interfaces = append(out.Interfaces, adjusted)
-	}
-	slices.SortFunc(out.Ignored, func(a, b core.Ignored) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.MAC, b.MAC))
-	})
-	return out
 }

@@ -1,7 +1,6 @@
 package ifcfg
 
 import (
-	"context"
 	"flag"
 	"io/fs"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -248,11 +248,7 @@ func newFixtureWith(t *testing.T, links []core.Link, opt func(*Options)) *fixtur
 
 func (f *fixture) apply(t *testing.T, plan core.Plan, links []core.Link) core.Changes {
 	t.Helper()
-	ch, err := f.backend.Apply(context.Background(), plan, links)
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return ch
+	return plantest.Apply(t, f.backend, plan, links).Changes
 }
 
 func (f *fixture) path(rel string) string { return filepath.Join(f.root, rel) }

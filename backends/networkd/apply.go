@@ -2,7 +2,6 @@ package networkd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/atomicfile"
 )
 
 // DefaultDir is where the backend writes: tmpfs, so every boot starts from the packaged base and
@@ -46,19 +47,22 @@ type Backend struct {
 	files    NetworkFiles
 	reloader Reloader
 	log      hclog.Logger
-	dryRun   bool
+	exec     *applyrun.Executor
 
 	mu sync.Mutex
 	// reloadDue survives a failed (or cancelled) reload: the files are on disk already, so the
 	// next Apply finds nothing to write and would otherwise never tell networkd about them.
 	reloadDue bool
+	// swept is set once the temporary files a killed write left in dir are removed.
+	swept bool
 }
 
 var _ core.Backend = (*Backend)(nil)
 
 // New returns a networkd backend.
 func New(opts Options) *Backend {
-	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger, dryRun: opts.DryRun}
+	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger,
+		exec: applyrun.NewExecutor(opts.DryRun)}
 	if b.dir == "" {
 		b.dir = DefaultDir
 	}
@@ -78,89 +82,104 @@ func New(opts Options) *Backend {
 // Name implements core.Backend.
 func (b *Backend) Name() string { return "networkd" }
 
+// Actions returns what the last Apply did, or in a dry run would have done, in order.
+func (b *Backend) Actions() []string { return b.exec.Actions() }
+
 // Apply implements core.Backend. It writes each planned ENI's files whose bytes differ, removes
 // the agent's files the plan no longer produces, removes the files of interfaces that are gone
 // without reloading (networkd forgets their links by itself), and reloads networkd once if a
 // present interface's configuration changed. A failure on one interface is reported and the
-// others are still applied; nothing of an interface is removed after an error on it.
-func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Changes, error) {
+// others are still applied; nothing of an interface is removed after an error on it. Every
+// interface networkd runs the files of is Configured; one whose files could not be written, or
+// whose active file networkd could not tell, is Failed.
+func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.exec.Begin()
+	b.sweep()
 
-	var ch core.Changes
-	var errs []error
-	owned, err := scanOwned(b.dir)
-	canRemove := err == nil
-	if err != nil {
-		errs = append(errs, err)
-	}
-
-	present := make(map[string]bool, len(links)+len(plan.Interfaces))
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		present[l.Name] = true
-		names[l.Index] = l.Name
-	}
-	for _, p := range plan.Interfaces {
-		// A planned interface is present even if the caller's link list missed it: its files
-		// must not be written and removed in the same call.
-		present[p.Name] = true
-		names[p.Index] = p.Name
-	}
-	reported, lookupErrs := b.reportedFiles(names)
-
-	var changed []string
-	cancelled := false
-	for _, p := range plan.Interfaces {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("networkd: apply stopped before %s: %w", p.Name, err))
-			cancelled = true
-			break
-		}
-		if err := validName(p.Name); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := lookupErrs[p.Index]; err != nil {
-			// Without knowing which file networkd uses, writing ours could strip our drop-ins
-			// from the file that is active. Leave the interface as it is.
-			errs = append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))
-			continue
-		}
-		active, err := activeFile(p, reported, names, b.dir)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))
-		}
-		written, removed, err := b.applyInterface(p, active, owned, canRemove)
-		ch.Written = append(ch.Written, written...)
-		ch.Removed = append(ch.Removed, removed...)
-		changed = append(changed, written...)
-		changed = append(changed, removed...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if len(written)+len(removed) == 0 && err == nil {
-			b.log.Debug("configuration up to date", "iface", p.Name)
-		}
-	}
-	if len(changed) > 0 && !b.dryRun {
-		b.reloadDue = true
-	}
-	// A dry run remembers nothing: it reports the reload the changes it found would need.
-	reloadDue := b.reloadDue || (b.dryRun && len(changed) > 0)
-
-	if canRemove && !cancelled {
-		ch.Removed = append(ch.Removed, b.removeDetached(owned, present)...)
-	}
-
-	if reloadDue && !cancelled {
-		if err := b.reload(ctx, changed); err != nil {
-			errs = append(errs, err)
-		} else {
+	owned, scanErr := scanOwned(b.dir)
+	ps := &pass{owned: owned, canRemove: scanErr == nil, names: applyrun.NewPresent(plan, links).ByIndex}
+	ps.reported, ps.lookupErrs = b.reportedFiles(ps.names)
+	rep, err := applyrun.Run(ctx, "networkd", plan, links, applyrun.Steps{
+		Interface: func(_ context.Context, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
+			return b.applyOne(ps, p, ch)
+		},
+		Detached: func(_ context.Context, present applyrun.Present, ch *core.Changes) error {
+			if ps.canRemove {
+				ch.Removed = append(ch.Removed, b.removeDetached(owned, present.Names)...)
+			}
+			return nil
+		},
+		Reload: func(ctx context.Context, ch *core.Changes) error {
+			// A dry run remembers nothing: it reports the reload the changes it found would need.
+			if !b.reloadDue && len(ps.changed) == 0 {
+				return nil
+			}
+			if err := b.reload(ctx, ps.changed); err != nil {
+				return err
+			}
 			ch.Reloads++
+			return nil
+		},
+	})
+	return rep, errors.Join(scanErr, err)
+}
+
+// pass is what one Apply learnt about the directory and networkd before the interfaces.
+type pass struct {
+	owned      []ownedFile
+	canRemove  bool
+	names      map[int]string
+	reported   map[int]string
+	lookupErrs map[int]error
+	// changed lists the files written or removed for present interfaces: they need a reload.
+	changed []string
+}
+
+// applyOne writes one planned interface's files and says what came of it.
+func (b *Backend) applyOne(ps *pass, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
+	if err := validName(p.Name); err != nil {
+		return applyrun.Failed(err)
+	}
+	if err := ps.lookupErrs[p.Index]; err != nil {
+		// Without knowing which file networkd uses, writing ours could strip our drop-ins from
+		// the file that is active. Leave the interface as it is.
+		return applyrun.Failed(fmt.Errorf("networkd: %s: %w", p.Name, err))
+	}
+	active, activeErr := activeFile(p, ps.reported, ps.names, b.dir)
+	if activeErr != nil {
+		activeErr = fmt.Errorf("networkd: %s: %w", p.Name, activeErr)
+	}
+	written, removed, err := b.applyInterface(p, active, ps.owned, ps.canRemove)
+	ch.Written = append(ch.Written, written...)
+	ch.Removed = append(ch.Removed, removed...)
+	ps.changed = append(append(ps.changed, written...), removed...)
+	if len(written)+len(removed) == 0 && err == nil && activeErr == nil {
+		b.log.Debug("configuration up to date", "iface", p.Name)
+	}
+	return applyrun.Configured(errors.Join(activeErr, err))
+}
+
+// sweep removes, once, the temporary files a write killed midway left (issue #14).
+func (b *Backend) sweep() {
+	if b.swept || b.exec.DryRun() {
+		return
+	}
+	b.swept = true
+	dirs := []string{b.dir}
+	if sub, err := filepath.Glob(filepath.Join(b.dir, "*.network.d")); err == nil {
+		dirs = append(dirs, sub...)
+	}
+	for _, d := range dirs {
+		removed, err := atomicfile.RemoveStale(d)
+		if err != nil {
+			b.log.Warn("cannot remove temporary files of an interrupted write", "dir", d, "error", err)
+		}
+		for _, f := range removed {
+			b.log.Info("removed temporary file of an interrupted write", "file", f)
 		}
 	}
-	return ch, errors.Join(errs...)
 }
 
 // reportedFiles asks networkd which .network file each link uses. Lookup errors are kept per
@@ -199,12 +218,10 @@ func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned 
 			// Recorded even with an error (the directory fsync after the rename failed): the new
 			// bytes are in place, and without a reload networkd would never apply them.
 			written = append(written, name)
+			b.log.Debug("wrote", "iface", p.Name, "file", name, "dry_run", b.exec.DryRun())
 		}
 		if err != nil {
 			return written, nil, fmt.Errorf("networkd: %s: write %s: %w", p.Name, name, err)
-		}
-		if changed {
-			b.log.Debug("wrote", "iface", p.Name, "file", name, "dry_run", b.dryRun)
 		}
 		if fi, err := os.Stat(name); err == nil {
 			wantInfo = append(wantInfo, fi)
@@ -218,12 +235,12 @@ func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned 
 		if o.iface != p.Name || want[o.path] || sameAsAny(o.path, wantInfo) {
 			continue
 		}
-		if err := b.remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := b.remove(o.path, true); err != nil {
 			return written, removed, fmt.Errorf("networkd: %s: remove %s: %w", p.Name, o.path, err)
 		}
 		removed = append(removed, o.path)
 		touched = append(touched, filepath.Dir(o.path))
-		b.log.Debug("removed", "iface", p.Name, "file", o.path, "dry_run", b.dryRun)
+		b.log.Debug("removed", "iface", p.Name, "file", o.path, "dry_run", b.exec.DryRun())
 	}
 	b.removeEmptyDirs(touched)
 	return written, removed, nil
@@ -239,13 +256,13 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 		if present[o.iface] {
 			continue
 		}
-		if err := b.remove(o.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := b.remove(o.path, false); err != nil {
 			b.log.Warn("cannot remove configuration of detached interface", "iface", o.iface, "file", o.path, "error", err)
 			continue
 		}
 		removed = append(removed, o.path)
 		touched = append(touched, filepath.Dir(o.path))
-		b.log.Debug("removed configuration of detached interface", "iface", o.iface, "file", o.path, "dry_run", b.dryRun)
+		b.log.Debug("removed configuration of detached interface", "iface", o.iface, "file", o.path, "dry_run", b.exec.DryRun())
 	}
 	b.removeEmptyDirs(touched)
 	return removed
@@ -254,49 +271,58 @@ func (b *Backend) removeDetached(owned []ownedFile, present map[string]bool) []s
 // removeEmptyDirs removes drop-in directories left empty by our removals. A directory that
 // still holds someone else's file stays (os.Remove refuses a non-empty directory).
 func (b *Backend) removeEmptyDirs(dirs []string) {
-	if b.dryRun {
-		return
-	}
+	done := map[string]bool{filepath.Clean(b.dir): true}
 	for _, d := range dirs {
-		if d != filepath.Clean(b.dir) {
-			_ = os.Remove(d)
+		if !done[d] {
+			done[d] = true
+			_ = b.exec.Do("remove-if-empty", d, func() error { return os.Remove(d) })
 		}
 	}
 }
 
 func (b *Backend) reload(ctx context.Context, changed []string) error {
-	if b.dryRun {
-		return nil
-	}
-	if b.reloader == nil {
-		return errors.New("networkd: reload due but no reloader configured")
-	}
-	if err := b.reloader.Reload(ctx); err != nil {
-		what := "earlier changes"
-		if len(changed) > 0 {
-			what = strings.Join(changed, ", ")
+	return b.exec.Do("reload", "systemd-networkd", func() error {
+		if b.reloader == nil {
+			return errors.New("networkd: reload due but no reloader configured")
 		}
-		return fmt.Errorf("networkd: reload after writing %s: %w", what, err)
-	}
-	b.reloadDue = false
-	b.log.Debug("reloaded systemd-networkd", "files", len(changed))
-	return nil
-}
-
-// write writes content to name if it differs; in a dry run it only compares.
-func (b *Backend) write(name string, content []byte) (bool, error) {
-	if b.dryRun {
-		old, err := os.ReadFile(name)
-		return err != nil || !bytes.Equal(old, content), nil
-	}
-	return writeIfChanged(name, content)
-}
-
-func (b *Backend) remove(path string) error {
-	if b.dryRun {
+		if err := b.reloader.Reload(ctx); err != nil {
+			what := "earlier changes"
+			if len(changed) > 0 {
+				what = strings.Join(changed, ", ")
+			}
+			return fmt.Errorf("networkd: reload after writing %s: %w", what, err)
+		}
+		b.reloadDue = false
+		b.log.Debug("reloaded systemd-networkd", "files", len(changed))
 		return nil
+	})
+}
+
+// write writes content to name if it differs. The reload it makes due outlives a failed reload.
+func (b *Backend) write(name string, content []byte) (changed bool, err error) {
+	if !atomicfile.Differs(name, content) {
+		return false, nil
 	}
-	return os.Remove(path)
+	changed = true // what a dry run reports
+	err = b.exec.Do("write", name, func() error {
+		var err error
+		changed, err = atomicfile.Write(name, content)
+		b.reloadDue = b.reloadDue || changed
+		return err
+	})
+	return changed, err
+}
+
+// remove removes one of our files; due says whether networkd must be reloaded for it (not for a
+// detached interface's).
+func (b *Backend) remove(path string, due bool) error {
+	return b.exec.Do("remove", path, func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		b.reloadDue = b.reloadDue || due
+		return nil
+	})
 }
 
 // validName rejects names that cannot be a link and would escape the directory.
@@ -318,58 +344,6 @@ func sameAsAny(name string, infos []fs.FileInfo) bool {
 		}
 	}
 	return false
-}
-
-// writeIfChanged replaces name with content unless it already holds exactly that. The new file
-// is written next to the old one, synced and renamed over it, so networkd (or a reader after a
-// crash) sees the old bytes or the new ones, never a mix. The temporary name starts with a dot
-// and does not end in .network or .conf, so networkd never loads it.
-func writeIfChanged(name string, content []byte) (changed bool, err error) {
-	if fi, err := os.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == 0o644 {
-		if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, content) {
-			return false, nil
-		}
-	}
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.tmp")
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(content); err != nil {
-		return false, err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return false, err
-	}
-	if err = tmp.Sync(); err != nil {
-		return false, err
-	}
-	if err = tmp.Close(); err != nil {
-		return false, err
-	}
-	if err = os.Rename(tmp.Name(), name); err != nil {
-		return false, err
-	}
-	return true, syncDir(dir)
-}
-
-// syncDir makes a rename durable when Dir is on a persistent file system (it is tmpfs by default).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ownedFile is a file in the backend's directory that the agent (or amazon-ec2-net-utils 2.x)

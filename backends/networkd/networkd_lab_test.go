@@ -105,7 +105,8 @@ func testLabSecondaryENI(t *testing.T, mainDefault bool) {
 	totalReloads := 0
 	apply := func(plan core.Plan, links []core.Link) core.Changes {
 		t.Helper()
-		ch, err := b.Apply(ctx, plan, links)
+		rep, err := b.Apply(ctx, plan, links)
+		ch := rep.Changes
 		must(err)
 		totalReloads += ch.Reloads
 		return ch

@@ -5,11 +5,13 @@ import (
 	"fmt"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // networkd's D-Bus API (org.freedesktop.network1(5)).
 const (
-	busName          = "org.freedesktop.network1"
+	busName          = dbusname.Networkd
 	objectPath       = dbus.ObjectPath("/org/freedesktop/network1")
 	managerInterface = "org.freedesktop.network1.Manager"
 )

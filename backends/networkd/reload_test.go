@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // privateBus starts a dbus-daemon of our own (no root needed) and returns its address.
@@ -86,7 +88,7 @@ func TestRunningAndReloadOverDBus(t *testing.T) {
 	agent := connect(t, addr)
 	ctx := context.Background()
 
-	if running, err := Running(ctx, agent); err != nil || running {
+	if running, err := dbusname.HasOwner(ctx, agent, busName); err != nil || running {
 		t.Fatalf("Running before networkd owns its name = %v, %v; want false", running, err)
 	}
 	if err := NewDBusReloader(agent).Reload(ctx); err == nil {
@@ -95,7 +97,7 @@ func TestRunningAndReloadOverDBus(t *testing.T) {
 
 	m := &fakeManager{}
 	claimNetworkd(t, addr, m)
-	if running, err := Running(ctx, agent); err != nil || !running {
+	if running, err := dbusname.HasOwner(ctx, agent, busName); err != nil || !running {
 		t.Fatalf("Running = %v, %v; want true", running, err)
 	}
 	if err := NewDBusReloader(agent).Reload(ctx); err != nil {

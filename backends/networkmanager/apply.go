@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
 // Options configure a Backend. Zero fields take the defaults.
@@ -56,7 +58,7 @@ const reapplyPreserveExternalIP = uint32(0x1)
 type Backend struct {
 	api        nmAPI
 	persist    bool
-	dryRun     bool
+	exec       *applyrun.Executor
 	log        hclog.Logger
 	deviceWait time.Duration
 
@@ -65,7 +67,7 @@ type Backend struct {
 	reapplyFlags *uint32
 	// noted remembers, per interface, the condition last logged for it (unmanaged, skipped,
 	// waiting for a user's profile), so that each is logged once and not on every refresh.
-	noted map[string]string
+	noted logonce.Notes
 }
 
 var _ core.Backend = (*Backend)(nil)
@@ -74,8 +76,8 @@ var _ core.Backend = (*Backend)(nil)
 func New(opts Options) *Backend { return newBackend(dbusNM{conn: opts.Bus}, opts) }
 
 func newBackend(api nmAPI, opts Options) *Backend {
-	b := &Backend{api: api, persist: opts.Persist, dryRun: opts.DryRun, log: opts.Logger,
-		deviceWait: opts.DeviceWait, noted: map[string]string{}}
+	b := &Backend{api: api, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
+		deviceWait: opts.DeviceWait}
 	if b.log == nil {
 		b.log = hclog.NewNullLogger()
 	}
@@ -87,6 +89,9 @@ func newBackend(api nmAPI, opts Options) *Backend {
 
 // Name implements core.Backend.
 func (b *Backend) Name() string { return "networkmanager" }
+
+// Actions returns what the last Apply did, or in a dry run would have done, in order.
+func (b *Backend) Actions() []string { return b.exec.Actions() }
 
 // Apply implements core.Backend. For each planned ENI it makes NetworkManager run the plan:
 //
@@ -104,44 +109,36 @@ func (b *Backend) Name() string { return "networkmanager" }
 //
 // It deletes the agent's profiles whose ENI is gone (detach), without any reload. A failure on
 // one interface is reported and the others are still applied.
-func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Changes, error) {
+//
+// The report says LeftAlone for an ENI NM does not manage, one running a profile tagged skip and
+// one waiting for a user's profile; Deferred for one whose ENI-table IPv6 default route waits for
+// NM to learn the router from an RA, or whose device NM is still activating; Failed for one NM
+// still has no device for after DeviceWait (see device).
+func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.exec.Begin()
 
-	var ch core.Changes
 	if err := b.init(ctx); err != nil {
-		return ch, err
+		return applyrun.FailAll(plan, err)
 	}
 	list, err := b.api.Profiles(ctx)
 	if err != nil {
-		return ch, fmt.Errorf("networkmanager: list profiles: %w", err)
+		return applyrun.FailAll(plan, fmt.Errorf("networkmanager: list profiles: %w", err))
 	}
 	st := newNMState(list)
-
-	present := make(map[string]bool, len(links)+len(plan.Interfaces))
-	for _, l := range links {
-		present[l.MAC] = true
-	}
-	for _, p := range plan.Interfaces {
-		present[p.MAC] = true // planned means present, even if the caller's link list missed it
-	}
-
-	var errs []error
-	cancelled := false
-	for _, p := range plan.Interfaces {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("networkmanager: apply stopped before %s: %w", p.Name, err))
-			cancelled = true
-			break
-		}
-		if err := b.applyInterface(ctx, p, st, &ch); err != nil {
-			errs = append(errs, fmt.Errorf("networkmanager: %s: %w", p.Name, err))
-		}
-	}
-	if !cancelled {
-		errs = append(errs, b.removeDetached(ctx, st, present, &ch)...)
-	}
-	return ch, errors.Join(errs...)
+	return applyrun.Run(ctx, "networkmanager", plan, links, applyrun.Steps{
+		Interface: func(ctx context.Context, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
+			ir := b.applyInterface(ctx, p, st, ch)
+			if ir.Err != nil {
+				ir.Err = fmt.Errorf("networkmanager: %s: %w", p.Name, ir.Err)
+			}
+			return ir
+		},
+		Detached: func(ctx context.Context, present applyrun.Present, ch *core.Changes) error {
+			return b.removeDetached(ctx, st, present.MACs, ch)
+		},
+	})
 }
 
 // init decides, once, what NM can do.
@@ -175,47 +172,73 @@ const (
 	runsForeign
 )
 
-func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *nmState, ch *core.Changes) error {
+// Reasons the report gives.
+const (
+	reasonUnmanaged = "NetworkManager does not manage the ENI (unmanaged-devices in NetworkManager.conf)"
+	reasonSkip      = "the ENI runs a profile tagged " + TagSkip + "=yes"
+	reasonWaiting   = "a profile of the user's waits to run on the ENI"
+	// ReasonRA is what an interface whose ENI-table IPv6 default route NM cannot add yet waits for.
+	ReasonRA         = "IPv6 router advertisement"
+	reasonActivating = "NetworkManager activating the device"
+)
+
+// applyInterface makes NM run one ENI's plan and says what came of it.
+func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *nmState, ch *core.Changes) core.InterfaceReport {
 	dev, err := b.device(ctx, p.Name)
 	if err != nil {
-		return err
+		return applyrun.Failed(err)
 	}
 	if dev.State <= gonm.NmDeviceStateUnmanaged {
 		b.note(p.Name, "unmanaged", "NetworkManager does not manage this ENI (see unmanaged-devices in NetworkManager.conf); leaving it alone")
-		return nil
+		return applyrun.LeftAlone(reasonUnmanaged)
 	}
 	ours := st.ours[p.MAC]
 	kind, active, err := st.classify(dev, ours)
 	if err != nil {
-		return err
+		return applyrun.Failed(err)
 	}
 	obs, err := b.observe(ctx, p, dev)
 	if err != nil {
-		return err
+		return applyrun.Failed(err)
 	}
 
 	switch {
 	case kind == runsForeign && Skipped(active.Settings):
 		b.note(p.Name, "skip", "the ENI runs a profile tagged "+TagSkip+"=yes; leaving it alone", "profile", profileName(active))
-		return nil
+		return applyrun.LeftAlone(reasonSkip + " (" + profileName(active) + ")")
 	case kind == runsForeign:
 		if ours != nil {
 			// A user's profile took over the ENI; ours would compete with it at the next activation.
 			if err := b.deleteProfile(ctx, ours, ch); err != nil {
-				return err
+				return applyrun.Failed(err)
 			}
 			delete(st.ours, p.MAC)
 		}
-		return b.mergeApplied(ctx, p, dev, active, obs, ch)
+		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
 	case kind == runsBase && st.foreignAvailable(dev, ours):
 		// A user's profile is waiting for this ENI; until it takes over, route the base's lease.
-		return b.mergeApplied(ctx, p, dev, active, obs, ch)
+		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
 	case kind == runsNone && st.foreignAvailable(dev, ours):
 		b.note(p.Name, "waiting", "a profile of the user's can run on this ENI; waiting for NetworkManager or the user to activate it")
-		return nil
+		return applyrun.LeftAlone(reasonWaiting)
 	}
 	b.note(p.Name, "", "")
+	return b.runOwn(ctx, p, dev, kind, ours, obs, ch)
+}
 
+// settled is the outcome of an ENI whose plan NM took: Configured, or Deferred while the ENI
+// table's IPv6 default route waits for the RA router.
+func settled(p core.InterfacePlan, obs Observed, err error) core.InterfaceReport {
+	if hasRARoute(p) && !obs.RAGateway6.IsValid() {
+		return applyrun.Deferred(ReasonRA, err)
+	}
+	return applyrun.Configured(err)
+}
+
+// runOwn makes the device run the agent's profile: created (and activated in place of the base
+// or on an idle device), or updated and reapplied.
+func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, kind runs, ours *profile, obs Observed,
+	ch *core.Changes) core.InterfaceReport {
 	want := Render(p, obs)
 	id := ProfileID(p.Name)
 	if ours == nil {
@@ -223,40 +246,40 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 		if kind == runsBase || (dev.Autoconnect && dev.State >= gonm.NmDeviceStateDisconnected) {
 			on = dev.Path
 		}
-		if !b.dryRun {
-			if _, err := b.api.AddProfile(ctx, want, b.persist, on); err != nil {
-				return fmt.Errorf("add profile %s: %w", id, err)
-			}
+		if err := b.exec.Do("add-profile", id, func() error {
+			_, err := b.api.AddProfile(ctx, want, b.persist, on)
+			return err
+		}); err != nil {
+			return applyrun.Failed(fmt.Errorf("add profile %s: %w", id, err))
 		}
 		ch.Written = append(ch.Written, id)
 		if on != "" {
 			ch.Reloads++
 		}
-		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.dryRun)
-		return nil
+		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.exec.DryRun())
+		return settled(p, obs, nil)
 	}
 
 	if err := b.ensureProfile(ctx, p, ours, want, ch); err != nil {
-		return err
+		return applyrun.Failed(err)
 	}
 	switch kind {
 	case runsOurs:
 		if dev.State == gonm.NmDeviceStateActivated {
-			return b.reapplyOwn(ctx, p, dev, want, ch)
+			return settled(p, obs, b.reapplyOwn(ctx, p, dev, want, ch))
 		}
-		// Still activating: the device takes the profile as it is now; a later pass compares again.
+		// Still activating: the device takes the profile as it is now; the next pass compares again.
+		return applyrun.Deferred(reasonActivating, nil)
 	case runsBase:
-		if !b.dryRun {
-			if err := b.api.Activate(ctx, ours.Path, dev.Path); err != nil {
-				return fmt.Errorf("activate %s: %w", id, err)
-			}
+		if err := b.exec.Do("activate", id, func() error { return b.api.Activate(ctx, ours.Path, dev.Path) }); err != nil {
+			return applyrun.Failed(fmt.Errorf("activate %s: %w", id, err))
 		}
 		ch.Reloads++
-		b.log.Debug("activated profile in place of the base profile", "iface", p.Name, "profile", id, "dry_run", b.dryRun)
+		b.log.Debug("activated profile in place of the base profile", "iface", p.Name, "profile", id, "dry_run", b.exec.DryRun())
 	case runsNone:
 		// NM's autoconnect decides: the profile may have been taken down on purpose.
 	}
-	return nil
+	return settled(p, obs, nil)
 }
 
 // device looks the interface up in NM, waiting a bounded time for NM to pick up a link the
@@ -266,7 +289,7 @@ func (b *Backend) device(ctx context.Context, iface string) (device, error) {
 	deadline := time.Now().Add(b.deviceWait)
 	for {
 		d, err := b.api.Device(ctx, iface)
-		settled := err == nil && (d.State > gonm.NmDeviceStateUnmanaged || b.noted[iface] == "unmanaged")
+		settled := err == nil && (d.State > gonm.NmDeviceStateUnmanaged || b.noted.Last(iface) == "unmanaged")
 		if settled || (err != nil && !errors.Is(err, errUnknownDevice)) || time.Now().After(deadline) {
 			return d, err
 		}
@@ -307,13 +330,11 @@ func (b *Backend) ensureProfile(ctx context.Context, p core.InterfacePlan, ours 
 		return nil
 	}
 	id := ProfileID(p.Name)
-	if !b.dryRun {
-		if err := b.api.UpdateProfile(ctx, ours.Path, want, b.persist); err != nil {
-			return fmt.Errorf("update profile %s: %w", id, err)
-		}
+	if err := b.exec.Do("update-profile", id, func() error { return b.api.UpdateProfile(ctx, ours.Path, want, b.persist) }); err != nil {
+		return fmt.Errorf("update profile %s: %w", id, err)
 	}
 	ch.Written = append(ch.Written, id)
-	b.log.Debug("updated profile", "iface", p.Name, "profile", id, "changed", why, "dry_run", b.dryRun)
+	b.log.Debug("updated profile", "iface", p.Name, "profile", id, "changed", why, "dry_run", b.exec.DryRun())
 	return nil
 }
 
@@ -353,23 +374,23 @@ func (b *Backend) reapply(ctx context.Context, p core.InterfacePlan, dev device,
 		if why == "" {
 			return nil
 		}
-		if !b.dryRun {
-			err = b.api.Reapply(ctx, dev.Path, settings, version, *b.reapplyFlags)
-			if errors.Is(err, errVersionMismatch) {
-				continue
-			}
-			if errors.Is(err, errNotActive) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("reapply: %w", err)
-			}
+		err = b.exec.Do("reapply", p.Name, func() error {
+			return b.api.Reapply(ctx, dev.Path, settings, version, *b.reapplyFlags)
+		})
+		if errors.Is(err, errVersionMismatch) {
+			continue
+		}
+		if errors.Is(err, errNotActive) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reapply: %w", err)
 		}
 		if settings != nil {
 			ch.Written = append(ch.Written, AppliedName(p.Name))
 		}
 		ch.Reloads++
-		b.log.Debug("reapplied", "iface", p.Name, "changed", why, "own_profile", settings == nil, "dry_run", b.dryRun)
+		b.log.Debug("reapplied", "iface", p.Name, "changed", why, "own_profile", settings == nil, "dry_run", b.exec.DryRun())
 		return nil
 	}
 	return fmt.Errorf("reapply: the applied connection changed %d times in a row", reapplyTries)
@@ -381,7 +402,7 @@ func AppliedName(iface string) string { return "applied:" + iface }
 
 // removeDetached deletes the agent's profiles whose ENI is gone. NM forgot the device already;
 // deleting an inactive profile reloads nothing.
-func (b *Backend) removeDetached(ctx context.Context, st *nmState, present map[string]bool, ch *core.Changes) []error {
+func (b *Backend) removeDetached(ctx context.Context, st *nmState, present map[string]bool, ch *core.Changes) error {
 	var errs []error
 	for _, mac := range sortedKeys(st.ours) {
 		if present[mac] {
@@ -391,32 +412,24 @@ func (b *Backend) removeDetached(ctx context.Context, st *nmState, present map[s
 			errs = append(errs, fmt.Errorf("networkmanager: profile of detached ENI %s: %w", mac, err))
 		}
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 func (b *Backend) deleteProfile(ctx context.Context, prof *profile, ch *core.Changes) error {
 	name := profileName(prof)
-	if !b.dryRun {
-		if err := b.api.DeleteProfile(ctx, prof.Path); err != nil {
-			return fmt.Errorf("delete profile %s: %w", name, err)
-		}
+	if err := b.exec.Do("delete-profile", name, func() error { return b.api.DeleteProfile(ctx, prof.Path) }); err != nil {
+		return fmt.Errorf("delete profile %s: %w", name, err)
 	}
 	ch.Removed = append(ch.Removed, name)
-	b.log.Debug("deleted profile", "profile", name, "dry_run", b.dryRun)
+	b.log.Debug("deleted profile", "profile", name, "dry_run", b.exec.DryRun())
 	return nil
 }
 
 // note logs a condition of an interface once, until another one (or "", none) replaces it.
 func (b *Backend) note(iface, key, msg string, args ...any) {
-	if b.noted[iface] == key {
-		return
+	if b.noted.Changed(iface, key) && key != "" {
+		b.log.Warn(msg, append([]any{"iface", iface}, args...)...)
 	}
-	if key == "" {
-		delete(b.noted, iface)
-		return
-	}
-	b.noted[iface] = key
-	b.log.Warn(msg, append([]any{"iface", iface}, args...)...)
 }
 
 // nmState is the profile list of one Apply, indexed.

@@ -64,11 +64,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) apply(t *testing.T, plans ...core.InterfacePlan) core.Changes {
 	t.Helper()
-	ch, err := f.b.Apply(context.Background(), core.Plan{Interfaces: plans}, linksOf(plans))
-	if err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	return ch
+	return plantest.Apply(t, f.b, core.Plan{Interfaces: plans}, linksOf(plans)).Changes
 }
 
 // calls returns the calls recorded since the last one and forgets them.
@@ -291,7 +287,8 @@ func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 
 	// ens6 is detached; ens5 stays but is no longer planned (excluded, say): keep its profile.
 	delete(f.nm.devices, "ens6")
-	ch, err := f.b.Apply(context.Background(), core.Plan{}, linksOf([]core.InterfacePlan{plantest.Primary()}))
+	rep, err := f.b.Apply(context.Background(), core.Plan{}, linksOf([]core.InterfacePlan{plantest.Primary()}))
+	ch := rep.Changes
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,8 +306,9 @@ func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 func TestDryRunReportsTheSameAndChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	dry := newBackend(f.nm, Options{DryRun: true, DeviceWait: time.Millisecond})
-	ch, err := dry.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()}},
+	rep, err := dry.Apply(context.Background(), core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()}},
 		linksOf([]core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()}))
+	ch := rep.Changes
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	gonm "github.com/Wifx/gonetworkmanager/v3"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // The D-Bus calls go through godbus on a connection the caller passes in, with the names and
@@ -31,7 +33,7 @@ var (
 const callTimeout = 10 * time.Second
 
 const (
-	nmDest         = gonm.NetworkManagerInterface
+	nmDest         = dbusname.NetworkManager
 	nmPath         = dbus.ObjectPath(gonm.NetworkManagerObjectPath)
 	settingsPath   = dbus.ObjectPath(gonm.SettingsObjectPath)
 	propertiesIfce = "org.freedesktop.DBus.Properties"

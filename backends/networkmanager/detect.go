@@ -11,17 +11,6 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
 
-// Running reports whether NetworkManager is running: its bus name has an owner. NameHasOwner
-// never starts a service, and it works where systemd is not PID 1 (containers, the lab).
-func Running(ctx context.Context, conn *dbus.Conn) (bool, error) {
-	var has bool
-	err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.NameHasOwner", 0, nmDest).Store(&has)
-	if err != nil {
-		return false, fmt.Errorf("networkmanager: ask the bus whether %s runs: %w", nmDest, err)
-	}
-	return has, nil
-}
-
 // Managed returns the names of the links NetworkManager manages: it has a device for the link
 // and the device is not in the unmanaged state. On a host where NM runs next to another manager
 // (netplan marks the links it gives networkd unmanaged in NM), this tells whose the ENIs are.

@@ -24,6 +24,8 @@ type fakeNM struct {
 	// appearAfter hides a device from that many Device calls (a hot-attached link NM has not
 	// picked up yet).
 	appearAfter map[string]int
+	// profilesErr makes listing the profiles fail.
+	profilesErr error
 }
 
 type fakeProfile struct {
@@ -108,6 +110,9 @@ func (f *fakeNM) available(iface string, d *fakeDevice) []dbus.ObjectPath {
 func (f *fakeNM) Version(context.Context) (string, error) { return f.version, nil }
 
 func (f *fakeNM) Profiles(context.Context) ([]profile, error) {
+	if f.profilesErr != nil {
+		return nil, f.profilesErr
+	}
 	var out []profile
 	for p, prof := range f.profiles {
 		out = append(out, profile{Path: p, Settings: prof.settings})

@@ -98,7 +98,8 @@ func (n *nmLab) must(err error) {
 
 func (n *nmLab) apply(plan core.Plan, links []core.Link) core.Changes {
 	n.t.Helper()
-	ch, err := n.b.Apply(context.Background(), plan, links)
+	rep, err := n.b.Apply(context.Background(), plan, links)
+	ch := rep.Changes
 	n.must(err)
 	n.total += ch.Reloads
 	return ch
@@ -156,6 +157,34 @@ func (n *nmLab) nmcli(args ...string) string {
 		n.t.Fatalf("nmcli %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// newNMLabWithUserProfile is a lab with ens5 and ens6 (10.99.1.10, 10.99.1.20) and a profile of
+// the user's for ens6, not active yet, named name, with the nmcli settings given.
+func newNMLabWithUserProfile(t *testing.T, name string, settings ...string) *nmLab {
+	t.Helper()
+	n := newNMLab(t, false,
+		lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", Attached: true},
+		lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
+			PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, Attached: true})
+	n.nmcli(append([]string{"connection", "add", "type", "ethernet", "ifname", "ens6", "con-name", name,
+		"connection.autoconnect-priority", "120"}, settings...)...)
+	return n
+}
+
+// keyfile is where the profile named name is on disk, seen from outside the instance.
+func (n *nmLab) keyfile(name string) string {
+	return filepath.Join(n.l.EtcUpperDir(), "NetworkManager", "system-connections", name+".nmconnection")
+}
+
+// tagSkip tags a profile org.ec2-net-utils.skip=yes. nmcli cannot edit user data; the documented
+// way is the keyfile.
+func (n *nmLab) tagSkip(name string) {
+	n.t.Helper()
+	content, err := os.ReadFile(n.keyfile(name))
+	n.must(err)
+	n.must(os.WriteFile(n.keyfile(name), append(content, "\n[user]\n"+TagSkip+"=yes\n"...), 0o600))
+	n.nmcli("connection", "load", "/etc/NetworkManager/system-connections/"+name+".nmconnection")
 }
 
 // userActivate activates a profile as a user does; the bus monitor counts that call too.
@@ -305,15 +334,9 @@ func TestLabSecondaryENIWithRealNetworkManager(t *testing.T) {
 // disk stays as written, and after the user re-activates the profile the next pass puts the
 // routing back.
 func TestLabUserProfileGetsRoutingThroughItsAppliedConnection(t *testing.T) {
-	n := newNMLab(t, false,
-		lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", Attached: true},
-		lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
-			PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, Attached: true})
-	n.nmcli("connection", "add", "type", "ethernet", "ifname", "ens6", "con-name", "cloud-init ens6",
-		"connection.autoconnect-priority", "120", "ipv4.routing-rules", "priority 200 from 192.0.2.10 table 200")
+	n := newNMLabWithUserProfile(t, "cloud-init ens6", "ipv4.routing-rules", "priority 200 from 192.0.2.10 table 200")
 	n.userActivate("cloud-init ens6")
-	keyfile := filepath.Join(n.l.EtcUpperDir(), "NetworkManager", "system-connections", "cloud-init ens6.nmconnection")
-	before, err := os.ReadFile(keyfile)
+	before, err := os.ReadFile(n.keyfile("cloud-init ens6"))
 	n.must(err)
 	n.waitFor("ens6 leased 10.99.1.10", n.hasAddr("ens6", "10.99.1.10/24"))
 
@@ -334,7 +357,7 @@ func TestLabUserProfileGetsRoutingThroughItsAppliedConnection(t *testing.T) {
 	if got := deleted(); slices.Contains(got, "10.99.1.10") {
 		t.Errorf("the DHCP address was deleted by the Reapply (deleted: %v)", got)
 	}
-	if after, err := os.ReadFile(keyfile); err != nil || string(after) != string(before) {
+	if after, err := os.ReadFile(n.keyfile("cloud-init ens6")); err != nil || string(after) != string(before) {
 		t.Errorf("the user's profile on disk changed (%v):\n%s\nwas:\n%s", err, after, before)
 	}
 	if out := n.nmcli("-g", "NAME", "connection"); strings.Contains(out, "ec2-net-utils-ens6") {
@@ -355,9 +378,7 @@ func TestLabUserProfileGetsRoutingThroughItsAppliedConnection(t *testing.T) {
 		return slices.Contains(n.rules(), "10001 from 10.99.1.20/32 lookup 10001"), nil
 	})
 
-	// nmcli cannot edit the user setting; the documented way is the keyfile.
-	n.must(os.WriteFile(keyfile, append(before, "\n[user]\n"+TagSkip+"=yes\n"...), 0o600))
-	n.nmcli("connection", "load", "/etc/NetworkManager/system-connections/cloud-init ens6.nmconnection")
+	n.tagSkip("cloud-init ens6")
 	n.userActivate("cloud-init ens6")
 	if ch := n.apply(plan, links); ch.Changed() {
 		t.Errorf("apply on a profile tagged %s changed something: %+v", TagSkip, ch)

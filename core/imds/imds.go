@@ -63,17 +63,25 @@ type Options struct {
 	Logger  hclog.Logger
 }
 
+// The values Options' zero fields take (see their comments), and the configuration file's defaults.
+const (
+	DefaultTimeout            = 2 * time.Second
+	DefaultMaxAttempts        = 4
+	DefaultMaxBackoff         = time.Second
+	DefaultPropagationTimeout = 30 * time.Second
+)
+
 func (o Options) withDefaults() Options {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&o.Timeout, 2*time.Second)
-	def(&o.MaxBackoff, time.Second)
-	def(&o.PropagationTimeout, 30*time.Second)
+	def(&o.Timeout, DefaultTimeout)
+	def(&o.MaxBackoff, DefaultMaxBackoff)
+	def(&o.PropagationTimeout, DefaultPropagationTimeout)
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 4
+		o.MaxAttempts = DefaultMaxAttempts
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4

@@ -18,6 +18,29 @@ import (
 // It is a "not yet", not a failure: the route can be installed once the RA arrives.
 var ErrNoRARouter = errors.New("no router advertisement seen on the link yet")
 
+// SplitRAWait separates the "not yet" of ErrNoRARouter from real failures in an error of
+// EnsureRoutes, which joins one error per route: waits reports whether a route waits for a router
+// advertisement, rest joins every other error (nil when there is none). Testing the joined error
+// with errors.Is alone would take a real failure next to a wait for a wait.
+func SplitRAWait(err error) (waits bool, rest error) {
+	if err == nil {
+		return false, nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range joined.Unwrap() {
+			w, r := SplitRAWait(e)
+			waits = waits || w
+			errs = append(errs, r)
+		}
+		return waits, errors.Join(errs...)
+	}
+	if errors.Is(err, ErrNoRARouter) {
+		return true, nil
+	}
+	return false, err
+}
+
 // RoutesInTable lists the unicast routes of both families in table, as they are: a route via an
 // RA-learned router reports that router's link-local address as its Gateway.
 // Equivalent to: ip route show table <table>; ip -6 route show table <table>
@@ -61,13 +84,13 @@ func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []c
 	var errs []error
 	for _, r := range ordered {
 		if r.Table <= 0 || !r.Destination.IsValid() {
-			errs = append(errs, fmt.Errorf("netlinkx: route %s: table and destination must be set", routeString(r, l)))
+			errs = append(errs, fmt.Errorf("netlinkx: route %s: table and destination must be set", r.On(l.Attrs().Name)))
 			continue
 		}
 		gw := r.Gateway
 		if r.GatewayFromRA {
 			if gw, err = h.raRouter(l); err != nil {
-				errs = append(errs, fmt.Errorf("netlinkx: route %s: %w", routeString(r, l), err))
+				errs = append(errs, fmt.Errorf("netlinkx: route %s: %w", r.On(l.Attrs().Name), err))
 				continue
 			}
 		}
@@ -99,7 +122,7 @@ func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []c
 			nr.Scope = netlink.SCOPE_UNIVERSE
 		}
 		if err := h.nl.RouteReplace(nr); err != nil {
-			errs = append(errs, fmt.Errorf("netlinkx: replace route %s: %w", routeString(r, l), err))
+			errs = append(errs, fmt.Errorf("netlinkx: replace route %s: %w", r.On(l.Attrs().Name), err))
 			continue
 		}
 		replaced = append(replaced, r)
@@ -186,15 +209,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func routeString(r core.Route, l netlink.Link) string {
-	s := r.Destination.String()
-	switch {
-	case r.GatewayFromRA:
-		s += " via <RA router>"
-	case r.Gateway.IsValid():
-		s += " via " + r.Gateway.String()
-	}
-	return fmt.Sprintf("%s dev %s table %d", s, l.Attrs().Name, r.Table)
 }

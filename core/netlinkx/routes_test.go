@@ -2,6 +2,7 @@ package netlinkx
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -103,5 +104,31 @@ func TestDeleteRoutesInTableEmptiesOnlyThatTable(t *testing.T) {
 	main, err := n.nl.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil || len(main) == 0 {
 		t.Errorf("main table lost its routes: %v %v", main, err)
+	}
+}
+
+func TestSplitRAWaitKeepsRealFailures(t *testing.T) {
+	wait := fmt.Errorf("netlinkx: route default via <router advertisement> dev ens6 table 10001: %w",
+		fmt.Errorf("ens6: %w", ErrNoRARouter))
+	real := errors.New("netlinkx: replace route default via 10.0.1.1 dev ens6 table 10001: network unreachable")
+	for _, tc := range []struct {
+		name     string
+		err      error
+		waits    bool
+		wantReal bool
+	}{
+		{"nothing", nil, false, false},
+		{"wait alone", errors.Join(wait), true, false},
+		{"real alone", errors.Join(real), false, true},
+		{"both", errors.Join(wait, real), true, true},
+		{"unjoined wait", wait, true, false},
+	} {
+		waits, rest := SplitRAWait(tc.err)
+		if waits != tc.waits || (rest != nil) != tc.wantReal || (tc.wantReal && !errors.Is(rest, real)) {
+			t.Errorf("%s: SplitRAWait = %v, %v", tc.name, waits, rest)
+		}
+		if errors.Is(rest, ErrNoRARouter) {
+			t.Errorf("%s: the rest still holds the wait: %v", tc.name, rest)
+		}
 	}
 }

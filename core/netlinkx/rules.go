@@ -65,7 +65,7 @@ func (h *Handle) EnsureRules(want []core.Rule) (added []core.Rule, err error) {
 		case errors.Is(err, unix.EEXIST):
 			// Added concurrently (a manager restoring its rules): present is all we want.
 		default:
-			errs = append(errs, fmt.Errorf("netlinkx: add rule %s: %w", ruleString(r), err))
+			errs = append(errs, fmt.Errorf("netlinkx: add rule %s: %w", r, err))
 			continue
 		}
 		present[keyOf(r)] = true
@@ -102,12 +102,12 @@ func (h *Handle) DeleteRules(rules []core.Rule) error {
 			continue // already gone
 		case ambiguous:
 			errs = append(errs, fmt.Errorf("netlinkx: not deleting rule %s: a foreign rule with the same priority, table "+
-				"and source would match the request", ruleString(r)))
+				"and source would match the request", r))
 			continue
 		}
 		nr.Protocol = proto
 		if err := h.nl.RuleDel(nr); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("netlinkx: delete rule %s: %w", ruleString(r), err))
+			errs = append(errs, fmt.Errorf("netlinkx: delete rule %s: %w", r, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -200,14 +200,14 @@ func toNetlinkRule(r core.Rule) (*netlink.Rule, error) {
 	if r.From.IsValid() {
 		fam = core.FamilyOf(r.From.Addr())
 		if r.Family != 0 && r.Family != fam {
-			return nil, fmt.Errorf("netlinkx: rule %s: from %s is not %s", ruleString(r), r.From, r.Family)
+			return nil, fmt.Errorf("netlinkx: rule %s: from %s is not %s", r, r.From, r.Family)
 		}
 	}
 	if fam != core.IPv4 && fam != core.IPv6 {
-		return nil, fmt.Errorf("netlinkx: rule %s: no address family", ruleString(r))
+		return nil, fmt.Errorf("netlinkx: rule %s: no address family", r)
 	}
 	if r.Table <= 0 || r.Priority < 0 {
-		return nil, fmt.Errorf("netlinkx: rule %s: table and priority must be set", ruleString(r))
+		return nil, fmt.Errorf("netlinkx: rule %s: table and priority must be set", r)
 	}
 	nr := netlink.NewRule()
 	nr.Family = netlink.FAMILY_V4
@@ -249,12 +249,4 @@ func anyPrefix(f core.Family) netip.Prefix {
 		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	}
 	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-}
-
-func ruleString(r core.Rule) string {
-	from := "all"
-	if r.From.IsValid() && r.From.Bits() > 0 {
-		from = r.From.String()
-	}
-	return fmt.Sprintf("%s from %s lookup %d priority %d", r.Family, from, r.Table, r.Priority)
 }

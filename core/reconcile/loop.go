@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -367,10 +366,11 @@ func (l *loop) ready(ok bool) {
 	l.o.Ready(ok)
 }
 
+// fmtRules lists rules for a log line, each as `ip rule` prints it.
 func fmtRules(rules []core.Rule) string {
 	parts := make([]string, 0, len(rules))
 	for _, r := range rules {
-		parts = append(parts, fmt.Sprintf("from %s lookup %d", r.From, r.Table))
+		parts = append(parts, r.String())
 	}
 	return strings.Join(parts, ", ")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
 // Snapshotter reads the instance's ENIs from IMDS. reuse lets it skip keys that cannot change
@@ -54,8 +55,10 @@ type Reconciler struct {
 	applied *appliedState
 	// staleRules are rules of detached ENIs still to delete; kept until a delete succeeds.
 	staleRules []core.Rule
-	noted      string // fingerprint of the last logged pending list and warnings: logged once per change
-	dryRun     bool
+	// notes keeps the pending list, the backend's outcomes and the plan warnings quiet: logged
+	// when they change, not at every pass.
+	notes  logonce.Notes
+	dryRun bool
 }
 
 // Option configures a Reconciler.
@@ -379,11 +382,9 @@ func (r *Reconciler) noteOnce(p core.Plan, report core.Report) {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "%s; ", w)
 	}
-	fp := b.String()
-	if fp == r.noted {
+	if !r.notes.Changed("plan", b.String()) {
 		return
 	}
-	r.noted = fp
 	for _, pe := range p.Pending {
 		if pe.Name != "" { // an ENI in IMDS without a link is normal (detaching, or another netns)
 			r.log.Info("ENI not configured", "iface", pe.Name, "mac", pe.MAC, "reason", pe.Reason)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/dbusname"
 )
 
 // Network managers the lab can run in the instance.
@@ -62,7 +64,7 @@ func (l *Lab) StartManager(kind string) error {
 		return nil
 	case ManagerNetworkd:
 		// networkd drops to user systemd-network by itself; debug logs make failed e2e runs readable.
-		name, busName = "networkd", "org.freedesktop.network1"
+		name, busName = "networkd", dbusname.Networkd
 		args = []string{"env", "SYSTEMD_LOG_LEVEL=debug", "/lib/systemd/systemd-networkd"}
 	case ManagerNetworkManager:
 		if _, err := os.Stat(filepath.Join(l.dir, etcUpper, "NetworkManager", "NetworkManager.conf")); errors.Is(err, os.ErrNotExist) {
@@ -71,7 +73,7 @@ func (l *Lab) StartManager(kind string) error {
 			}
 		}
 		// --debug keeps NM in the foreground and logging to stderr (there is no journal here).
-		name, busName = "NetworkManager", "org.freedesktop.NetworkManager"
+		name, busName = "NetworkManager", dbusname.NetworkManager
 		args = []string{"NetworkManager", "--no-daemon", "--debug"}
 		extra = l.nmKnowsAllLinks
 	default:
@@ -93,8 +95,8 @@ func (l *Lab) StartManager(kind string) error {
 		if p.exited() {
 			return false, fmt.Errorf("%s exited: %s", name, p.tail())
 		}
-		var owned bool
-		if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&owned); err != nil {
+		owned, err := dbusname.HasOwner(context.Background(), conn, busName)
+		if err != nil {
 			return false, err
 		}
 		if !owned || extra == nil {

@@ -4,7 +4,9 @@
 package plantest
 
 import (
+	"context"
 	"net/netip"
+	"testing"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
@@ -98,4 +100,14 @@ func Card1() core.InterfacePlan {
 			{Table: 10100, Destination: netip.MustParsePrefix("10.0.2.0/24")},
 		},
 	}
+}
+
+// Apply applies plan with b and fails the test on an error.
+func Apply(t testing.TB, b core.Backend, plan core.Plan, links []core.Link) core.Report {
+	t.Helper()
+	rep, err := b.Apply(context.Background(), plan, links)
+	if err != nil {
+		t.Fatalf("%s Apply: %v", b.Name(), err)
+	}
+	return rep
 }
