@@ -78,7 +78,10 @@ NETWORKDIR  ?= $(PREFIX)/lib/systemd/network
 NETWORKDCONFDIR ?= $(PREFIX)/lib/systemd/networkd.conf.d
 NMDIR       ?= $(PREFIX)/lib/NetworkManager
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
-# 1 adds the unit drop-in the ifcfg backend needs (dhclient: raw sockets, port 68, its files).
+# 1 adds the unit drop-in the ifcfg backend needs (dhclient: raw sockets, port 68, its files),
+# and writes the drop-in's capability set into the unit itself: systemd 219 (Amazon Linux 2,
+# CentOS 7, this backend's hosts) intersects CapabilityBoundingSet= lines, so a drop-in cannot
+# widen it there.
 WITH_IFCFG  ?= 0
 DESTDIR     ?=
 
@@ -103,7 +106,9 @@ install:
 	set -e; for f in packaging/libexec/*; do \
 	  [ -e "$$f" ] || continue; install -D -m 0755 "$$f" $(DESTDIR)$(LIBEXECDIR)/ec2-net-utils/$${f##*/}; done
 	set -e; if [ "$(WITH_IFCFG)" = 1 ]; then for f in packaging/systemd/ifcfg/*.conf; do \
-	  install -D -m 0644 "$$f" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service.d/$${f##*/}; done; fi
+	  install -D -m 0644 "$$f" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service.d/$${f##*/}; done; \
+	  caps=$$(grep -h '^CapabilityBoundingSet=' packaging/systemd/ifcfg/*.conf | tail -1); \
+	  sed -i "s/^CapabilityBoundingSet=.*/$$caps/" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service; fi
 	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/ec2-net-utils
 
 # The package version: the spec's Version, which debian/changelog must repeat (package-test).
