@@ -157,8 +157,11 @@ func parseUnit(t *testing.T, path string) []assignment {
 	return out
 }
 
+// unitDir is where make install puts units, under its DESTDIR.
+const unitDir = "usr/lib/systemd/system"
+
 // installed lays out what a package installs (make install, with a stand-in for the binary) and
-// returns its unit directory.
+// returns the root it installed into.
 func installed(t *testing.T, withIfcfg bool) string {
 	t.Helper()
 	if _, err := exec.LookPath("make"); err != nil {
@@ -173,13 +176,14 @@ func installed(t *testing.T, withIfcfg bool) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
-	return filepath.Join(dest, "usr/lib/systemd/system")
+	return dest
 }
 
 // units maps every installed unit to its files: the unit, then its drop-ins in name order, the
 // order in which systemd applies them.
-func units(t *testing.T, unitdir string) map[string][]string {
+func units(t *testing.T, root string) map[string][]string {
 	t.Helper()
+	unitdir := filepath.Join(root, unitDir)
 	entries, err := os.ReadDir(unitdir)
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +234,7 @@ func TestUnitsWithIfcfgDropInAreSafeOnSystemd219(t *testing.T) {
 // The model catches the trap the ifcfg drop-in works around: the unit alone, on systemd 219,
 // is an allow list of system calls made of group names 219 skips.
 func TestSystemd219ModelFindsTheGroupNameAllowList(t *testing.T) {
-	dir := installed(t, false)
-	problems := evaluate219(parseUnit(t, filepath.Join(dir, "ec2-net-utils.service")))
+	problems := evaluate219(parseUnit(t, filepath.Join(installed(t, false), unitDir, "ec2-net-utils.service")))
 	if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, "SystemCallFilter") }) {
 		t.Fatalf("the unit alone should be flagged for its SystemCallFilter= allow list on 219; problems: %q", problems)
 	}

@@ -32,6 +32,7 @@ type globals struct {
 	imdsEndpoint string
 	logLevel     string
 	backend      string
+	ifdownDir    string
 }
 
 func main() {
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type usageError struct{ error }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{}
+	g := &globals{ifdownDir: ifdownDir}
 	root := &cobra.Command{
 		Use:   "ec2-net-utils",
 		Short: "Configure EC2 network interfaces through the host's network manager",
@@ -118,6 +119,11 @@ func (g *globals) loadConfig() (conf.Config, error) {
 	if g.backend != "" {
 		cfg.Backend = g.backend
 	}
+	down, err := ifdownExcludes(g.ifdownDir)
+	if err != nil {
+		return conf.Config{}, err
+	}
+	cfg.Interfaces.Exclude = append(cfg.Interfaces.Exclude, down...)
 	if err := cfg.Validate(); err != nil {
 		return conf.Config{}, usageError{fmt.Errorf("command line: %w", err)}
 	}
