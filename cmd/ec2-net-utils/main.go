@@ -94,6 +94,7 @@ ifcfg/dhclient, whichever the distribution runs.`,
 		newPlanCommand(g),
 		newApplyCommand(g),
 		newDaemonCommand(g),
+		newHostnameCommand(g),
 		newVersionCommand(),
 	)
 	return root
