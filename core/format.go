@@ -29,7 +29,7 @@ func WriteText(w io.Writer, p Plan) error {
 		}
 		fmt.Fprintf(&b, "  %s\n", main)
 		for _, r := range ifc.Rules {
-			fmt.Fprintf(&b, "  rule:     %d: from %s lookup %d\n", r.Priority, hostOrPrefix(r.From.String()), r.Table)
+			fmt.Fprintf(&b, "  rule:     %s\n", r)
 		}
 		for _, a := range ifc.Addresses {
 			fmt.Fprintf(&b, "  address:  %s dev %s noprefixroute\n", a, ifc.Name)
