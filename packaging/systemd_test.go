@@ -354,7 +354,7 @@ func evaluate219(as []assignment) []string {
 				}
 			}
 		default:
-			if d.values219 != nil && !d.values219.MatchString(a.value) && d.reading != laxIfIgnored {
+			if d.reading == same && d.values219 != nil && !d.values219.MatchString(a.value) {
 				problems = append(problems, fmt.Sprintf("%s: systemd %d cannot read this value and ignores the line; reset or change it in a drop-in", a, oldest))
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
@@ -48,13 +49,16 @@ stops cleanly on SIGTERM.`,
 			if err != nil {
 				return fmt.Errorf("subscribe to netlink events: %w", err)
 			}
+			state := newStateWriter(g.stateFile, a, time.Now)
 			log.Info("started", "version", version, "backend", a.selection.Name(), "why", a.selection.Reason,
 				"refresh_interval", cfg.RefreshInterval)
 			err = r.Run(ctx, triggers(ctx.Done(), events, log), reconcile.LoopOptions{
 				RefreshInterval:     cfg.RefreshInterval,
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
+				OnPass:              state.onPass,
 				Ready: func() {
+					state.ready()
 					log.Info("ready: first reconcile done")
 					// Not running under systemd is fine (the lab, a shell): SdNotify is then a no-op.
 					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {

@@ -180,8 +180,10 @@ func (k fakeKernel) Rules(lo, hi int) ([]core.Rule, error) { return k.obs.Rules,
 func (k fakeKernel) RoutesInTable(table int) ([]core.Route, error) {
 	return k.obs.Routes[table], nil
 }
-func (k fakeKernel) Addresses(l core.Link) ([]netip.Prefix, error) { return k.obs.Addresses[l.Index], nil }
-func (k fakeKernel) Altnames(l core.Link) ([]string, error)        { return k.obs.Altnames[l.Index], nil }
+func (k fakeKernel) Addresses(l core.Link) ([]netip.Prefix, error) {
+	return k.obs.Addresses[l.Index], nil
+}
+func (k fakeKernel) Altnames(l core.Link) ([]string, error) { return k.obs.Altnames[l.Index], nil }
 
 func TestObserveReadsEveryPlannedENI(t *testing.T) {
 	obs, err := Observe(plan(), fakeKernel{healthy()})
