@@ -34,6 +34,9 @@ type statusDoc struct {
 	Pending []struct {
 		MAC, Reason string
 	} `json:"pending"`
+	Ignored []struct {
+		Name, Reason string
+	} `json:"ignored"`
 	Foreign []json.RawMessage `json:"foreign_rules"`
 	OK      bool              `json:"ok"`
 }
