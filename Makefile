@@ -68,6 +68,7 @@ clean:
 # NetworkManager requires), and packaging/libexec/* to $(LIBEXECDIR)/ec2-net-utils/.
 PREFIX      ?= /usr
 BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
 LIBEXECDIR  ?= $(PREFIX)/libexec
 SYSCONFDIR  ?= /etc
 MANDIR      ?= $(PREFIX)/share/man
@@ -77,8 +78,13 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 NETWORKDIR  ?= $(PREFIX)/lib/systemd/network
 NETWORKDCONFDIR ?= $(PREFIX)/lib/systemd/networkd.conf.d
 NMDIR       ?= $(PREFIX)/lib/NetworkManager
+SYSCTLDIR   ?= $(PREFIX)/lib/sysctl.d
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
-# 1 adds the unit drop-in the ifcfg backend needs (dhclient: raw sockets, port 68, its files).
+# 1 adds the unit drop-in the ifcfg backend needs (dhclient: raw sockets, port 68, its files),
+# and writes the drop-in's capability set into the unit itself: systemd 219 (Amazon Linux 2,
+# CentOS 7, this backend's hosts) intersects CapabilityBoundingSet= lines, so a drop-in cannot
+# widen it there.
 WITH_IFCFG  ?= 0
 DESTDIR     ?=
 
@@ -94,6 +100,8 @@ install:
 	install -m 0644 packaging/systemd/tmpfiles.d/*.conf $(DESTDIR)$(TMPFILESDIR)/
 	install -m 0644 packaging/systemd/network/*.network $(DESTDIR)$(NETWORKDIR)/
 	install -m 0644 packaging/systemd/networkd.conf.d/*.conf $(DESTDIR)$(NETWORKDCONFDIR)/
+	install -D -m 0644 -t $(DESTDIR)$(SYSCTLDIR) packaging/sysctl.d/*.conf
+	install -D -m 0644 -t $(DESTDIR)$(UDEVRULESDIR) packaging/udev/rules.d/*.rules
 	install -m 0644 packaging/man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 packaging/man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	set -e; if [ -d packaging/NetworkManager ]; then cd packaging/NetworkManager && \
@@ -102,8 +110,14 @@ install:
 	    install -D -m $$mode "$$f" "$(DESTDIR)$(NMDIR)/$${f#./}"; done; fi
 	set -e; for f in packaging/libexec/*; do \
 	  [ -e "$$f" ] || continue; install -D -m 0755 "$$f" $(DESTDIR)$(LIBEXECDIR)/ec2-net-utils/$${f##*/}; done
+	# ec2-net-utils 1.x's commands, for runbooks (packaging/libexec/compat says what each does).
+	install -d $(DESTDIR)$(SBINDIR)
+	for c in ec2ifup ec2ifdown ec2ifscan; do \
+	  ln -sfr $(DESTDIR)$(LIBEXECDIR)/ec2-net-utils/compat $(DESTDIR)$(SBINDIR)/$$c; done
 	set -e; if [ "$(WITH_IFCFG)" = 1 ]; then for f in packaging/systemd/ifcfg/*.conf; do \
-	  install -D -m 0644 "$$f" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service.d/$${f##*/}; done; fi
+	  install -D -m 0644 "$$f" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service.d/$${f##*/}; done; \
+	  caps=$$(grep -h '^CapabilityBoundingSet=' packaging/systemd/ifcfg/*.conf | tail -1); \
+	  sed -i "s/^CapabilityBoundingSet=.*/$$caps/" $(DESTDIR)$(UNITDIR)/ec2-net-utils.service; fi
 	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/ec2-net-utils
 
 # The package version: the spec's Version, which debian/changelog must repeat (package-test).

@@ -46,6 +46,7 @@ type Config struct {
 	NetworkManager NetworkManager `koanf:"networkmanager"`
 	Ifcfg          Ifcfg          `koanf:"ifcfg"`
 	Daemon         Daemon         `koanf:"daemon"`
+	Hostname       Hostname       `koanf:"hostname"`
 }
 
 // IMDS configures the instance metadata client.
@@ -114,6 +115,13 @@ type Daemon struct {
 	FullRefreshEvery int `koanf:"full_refresh_every"`
 }
 
+// Hostname configures ec2-net-utils-hostname.service (ec2-net-utils hostname).
+type Hostname struct {
+	// FromIMDS sets the host name from IMDS local-hostname when the host has none of its own,
+	// as amazon-ec2-net-utils 2.7's set-hostname-imds did. Off by default, as that unit was.
+	FromIMDS bool `koanf:"from_imds"`
+}
+
 // Defaults returns the configuration used for every key the file and environment leave unset.
 // packaging/ec2-net-utils.conf documents the same values; a test keeps the two equal.
 func Defaults() Config {
@@ -149,6 +157,7 @@ func Defaults() Config {
 			RuleRestoreInterval: 5 * time.Second,
 			FullRefreshEvery:    30,
 		},
+		Hostname: Hostname{FromIMDS: false},
 	}
 }
 

@@ -107,6 +107,7 @@ func TestSchemaHasTheDocumentedKeys(t *testing.T) {
 		"networkmanager.persist",
 		"ifcfg.dir", "ifcfg.dhclient_conf_dir", "ifcfg.dhclient_script", "ifcfg.broadcast_renewals",
 		"daemon.rule_restore_interval", "daemon.full_refresh_every",
+		"hostname.from_imds",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("keys are a public interface; changed (-want +got):\n%s", diff)

@@ -243,7 +243,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown top-level key", file: "loglevel = \"info\"\n",
 			source: "FILE", key: "loglevel", problem: `unknown key; did you mean "log_level"?`},
 		{name: "unknown key without a close match lists the valid ones", file: "colour = \"blue\"\n",
-			source: "FILE", key: "colour", problem: "valid at the top level: backend, daemon, ifcfg, imds, interfaces, log_level, networkd, networkmanager, refresh_interval"},
+			source: "FILE", key: "colour", problem: "valid at the top level: backend, daemon, hostname, ifcfg, imds, interfaces, log_level, networkd, networkmanager, refresh_interval"},
 		{name: "unknown table", file: "[dhcp]\nx = 1\n",
 			source: "FILE", key: "dhcp", problem: "unknown table"},
 		{name: "unknown nested key", file: "[imds]\nretries = 3\n",

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -30,22 +29,9 @@ type agent struct {
 // newAgent connects to IMDS (lazily: no request is sent here), netlink and, when a backend is
 // needed, the network manager.
 func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backends.Options) (*agent, error) {
-	endpoint := cfg.IMDS.Endpoint
-	if endpoint == "" {
-		// The SDK's own variable, honoured explicitly so the log says which endpoint is used.
-		endpoint = os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-	}
-	client, err := imds.New(imds.Options{
-		Endpoint:           endpoint,
-		Timeout:            cfg.IMDS.Timeout,
-		MaxAttempts:        cfg.IMDS.MaxAttempts,
-		MaxBackoff:         cfg.IMDS.MaxBackoff,
-		PropagationTimeout: cfg.IMDS.PropagationTimeout,
-		Version:            version,
-		Logger:             log.Named("imds"),
-	})
+	client, err := newIMDSClient(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("IMDS client: %w", err)
+		return nil, err
 	}
 	nl, err := netlink.NewHandle()
 	if err != nil {

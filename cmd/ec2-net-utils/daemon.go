@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +49,7 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 			if err != nil {
 				return fmt.Errorf("subscribe to netlink events: %w", err)
 			}
+			state := newStateWriter(g.stateFile, a, time.Now)
 			log.Info("started", "version", version, "backend", a.selection.Name(), "why", a.selection.Reason,
 				"refresh_interval", cfg.RefreshInterval)
 			err = r.Run(ctx, triggers(ctx.Done(), events, log), reconcile.LoopOptions{
@@ -55,10 +57,12 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
 				PropagationTimeout:  cfg.IMDS.PropagationTimeout,
+				OnPass:              state.onPass,
 				// READY=1 after the first pass that read IMDS (network-online.target then means
 				// "the ENIs present are configured"), or after the timeout without one, so a boot
 				// with IMDS down goes on; the loop keeps retrying.
 				Ready: func(ok bool) {
+					state.ready()
 					if ok {
 						log.Info("ready: first reconcile done") // the lab and e2e wait for this line
 					}

@@ -32,6 +32,8 @@ type globals struct {
 	imdsEndpoint string
 	logLevel     string
 	backend      string
+	ifdownDir    string
+	stateFile    string
 }
 
 func main() {
@@ -47,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if errors.As(err, new(notOK)) {
+		return exitNotOK
+	}
 	fmt.Fprintf(stderr, "ec2-net-utils: %v\n", err)
 	var ue usageError
 	if conf.IsConfigError(err) || errors.As(err, &ue) {
@@ -59,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type usageError struct{ error }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{}
+	g := &globals{ifdownDir: ifdownDir, stateFile: stateFile}
 	root := &cobra.Command{
 		Use:   "ec2-net-utils",
 		Short: "Configure EC2 network interfaces through the host's network manager",
@@ -79,6 +84,11 @@ ifcfg/dhclient, whichever the distribution runs.`,
 	pf.StringVar(&g.imdsEndpoint, "imds-endpoint", "", "IMDS endpoint URL, overriding the configuration (e.g. http://127.0.0.1:8080 for a fake)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level: trace, debug, info, warn, error (overrides log_level)")
 	pf.StringVar(&g.backend, "backend", "", "backend: auto, networkd, networkmanager, ifcfg (overrides backend)")
+	// Where the daemon publishes its state and status reads it; for tests and the lab.
+	pf.StringVar(&g.stateFile, "state-file", stateFile, "daemon state file")
+	if err := pf.MarkHidden("state-file"); err != nil {
+		panic(err)
+	}
 	// Shell completion (the `completion` command cobra adds) offers the accepted values.
 	for flag, values := range map[string][]string{
 		"backend":   {conf.BackendAuto, conf.BackendNetworkd, conf.BackendNetworkManager, conf.BackendIfcfg},
@@ -93,6 +103,8 @@ ifcfg/dhclient, whichever the distribution runs.`,
 		newPlanCommand(g),
 		newApplyCommand(g),
 		newDaemonCommand(g),
+		newHostnameCommand(g),
+		newStatusCommand(g),
 		newVersionCommand(),
 	)
 	return root
@@ -118,6 +130,11 @@ func (g *globals) loadConfig() (conf.Config, error) {
 	if g.backend != "" {
 		cfg.Backend = g.backend
 	}
+	down, err := ifdownExcludes(g.ifdownDir)
+	if err != nil {
+		return conf.Config{}, err
+	}
+	cfg.Interfaces.Exclude = append(cfg.Interfaces.Exclude, down...)
 	if err := cfg.Validate(); err != nil {
 		return conf.Config{}, usageError{fmt.Errorf("command line: %w", err)}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -122,5 +123,39 @@ func TestPlanFailsWhenIMDSIsUnreachable(t *testing.T) {
 	code, _, stderr := runCLI(t, "plan", "--config", conf, "--imds-endpoint", url)
 	if code != exitFailure || !strings.Contains(stderr, "IMDS") {
 		t.Errorf("exit %d, stderr %q; want %d and an error about IMDS", code, stderr, exitFailure)
+	}
+}
+
+// ec2ifdown's markers join [interfaces] exclude, after the configuration's own entries.
+func TestInterfacesTakenDownWithEc2ifdownAreExcluded(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ec2-net-utils.conf")
+	if err := os.WriteFile(conf, []byte("[interfaces]\nexclude = [\"eth3\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down := filepath.Join(dir, "down")
+	if err := os.Mkdir(down, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"eth2", "eth1"} {
+		if err := os.WriteFile(filepath.Join(down, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		dir  string
+		want []string
+	}{
+		{down, []string{"eth3", "eth1", "eth2"}},
+		{filepath.Join(dir, "missing"), []string{"eth3"}},
+	} {
+		g := &globals{configPath: conf, ifdownDir: tc.dir}
+		cfg, err := g.loadConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.PlanOptions().Exclude; !slices.Equal(got, tc.want) {
+			t.Errorf("%s: exclude %q, want %q", tc.dir, got, tc.want)
+		}
 	}
 }
