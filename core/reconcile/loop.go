@@ -140,14 +140,14 @@ func newLoop(r *Reconciler, triggers <-chan Trigger, o LoopOptions) *loop {
 		restores: rate.NewLimiter(rate.Every(o.RuleRestoreInterval), restoreBurst)}
 }
 
-// start runs the first pass. No rule restore here: right after start the manager may still be
-// applying the files this pass wrote. Rules that stay missing are restored by a full refresh.
+// start runs the first pass, a full one. Rules deleted while the daemon was not running sent it
+// no event, so that pass restores what is missing, like any full pass.
 func (l *loop) start(ctx context.Context) {
 	if l.o.Ready != nil {
 		l.readyBy = l.clock.NewTimer(l.o.ReadyTimeout)
 	}
 	l.refresh = l.clock.NewTimer(l.o.RefreshInterval)
-	l.run(ctx, Pass{Reason: "start", Fetch: true, Full: true})
+	l.restoreMissing(l.run(ctx, Pass{Reason: "start", Fetch: true, Full: true}))
 }
 
 func (l *loop) stop() {
@@ -267,8 +267,17 @@ func (l *loop) onRefresh(ctx context.Context) {
 	l.refresh = l.clock.NewTimer(l.o.RefreshInterval)
 	// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so only
 	// full refreshes dump the rules to check: two netlink dumps per refresh are most of an idle
-	// daemon's CPU. Not right after a change: the manager is still applying it.
-	if !full || res.Report.Changed() {
+	// daemon's CPU.
+	if full {
+		l.restoreMissing(res)
+	}
+}
+
+// restoreMissing re-adds the rules of ours that a full pass finds missing, unless that pass
+// changed the manager's configuration: the manager is then still applying it, rules included,
+// and a restore would race it.
+func (l *loop) restoreMissing(res Result) {
+	if res.Report.Changed() {
 		return
 	}
 	if restored, err := l.r.RestoreRules(); err == nil && len(restored) > 0 {

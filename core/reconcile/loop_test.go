@@ -98,9 +98,11 @@ func (h *harness) advance(d time.Duration) {
 var ours = Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 10001, Table: 10001}}
 
 func TestADeletedRuleComesBackWithinASecond(t *testing.T) {
-	kernel := &fakeKernel{links: twoLinks()}
+	// Every rule in place at start: the start pass checks them and restores nothing.
+	kernel := &fakeKernel{links: twoLinks(), rulesKept: true}
 	r := New(&fakeIMDS{answers: []answer{{inst: twoENIs()}}}, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
 	h := newHarness(t, r, LoopOptions{RefreshInterval: time.Hour, RuleRestoreInterval: 5 * time.Second})
+	kernel.ensured = 0
 	h.send(Trigger{Kind: RuleRemoved, Rule: core.Rule{Priority: 1536, Table: 10001}})
 	h.advance(time.Second)
 	if n := kernel.ensures(); n != 0 {
@@ -135,13 +137,38 @@ func TestAFullRefreshRestoresMissingRulesUnlessItChangedSomething(t *testing.T) 
 	kernel := &fakeKernel{links: twoLinks()}
 	r := New(&fakeIMDS{answers: []answer{{inst: twoENIs()}}}, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
 	h := newHarness(t, r, LoopOptions{RefreshInterval: 10 * time.Second, FullRefreshEvery: 2})
+	atStart := kernel.ensures()
 	h.advance(10 * time.Second) // refresh 1, not full: no rule dump
-	if n := kernel.ensures(); n != 0 {
+	if n := kernel.ensures() - atStart; n != 0 {
 		t.Errorf("an ordinary refresh dumped rules %d time(s)", n)
 	}
 	h.advance(10 * time.Second) // refresh 2, full
-	if n := kernel.ensures(); n != 1 {
+	if n := kernel.ensures() - atStart; n != 1 {
 		t.Errorf("a full refresh checked rules %d time(s), want 1", n)
+	}
+}
+
+// A rule deleted while the daemon was stopped sends no event to the restarted daemon: its first
+// pass restores it, unless that pass changed the manager's configuration (the manager is then
+// still applying it, and will add the rule itself).
+func TestStartRestoresRulesDeletedWhileTheDaemonWasStopped(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		changes core.Changes
+		want    int
+	}{
+		{"start changed nothing", core.Changes{}, 1},
+		{"start wrote files", core.Changes{Written: []string{"70-ens6.network"}, Reloads: 1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kernel := &fakeKernel{links: twoLinks()}
+			backend := &fakeBackend{changes: tc.changes}
+			r := New(&fakeIMDS{answers: []answer{{inst: twoENIs()}}}, kernel, backend, core.DefaultPlanOptions(), nil)
+			newHarness(t, r, LoopOptions{RefreshInterval: time.Hour})
+			if n := kernel.ensures(); n != tc.want {
+				t.Errorf("the start pass checked rules %d time(s), want %d", n, tc.want)
+			}
+		})
 	}
 }
 

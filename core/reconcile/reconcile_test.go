@@ -38,7 +38,8 @@ func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Insta
 type fakeKernel struct {
 	mu        sync.Mutex
 	links     []core.Link
-	ensured   int // EnsureRules calls
+	ensured   int  // EnsureRules calls
+	rulesKept bool // EnsureRules finds every rule in place; otherwise it pretends one was missing
 	deleted   []core.Rule
 	deleteErr error
 	altnames  map[string][]string
@@ -70,6 +71,9 @@ func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.ensured++
+	if k.rulesKept {
+		return nil, nil
+	}
 	return want[:1], nil // pretend one was missing, so restores are logged and counted
 }
 
@@ -94,12 +98,13 @@ func (k *fakeKernel) ensures() int {
 type fakeBackend struct {
 	plans    []core.Plan
 	outcomes map[string]core.InterfaceReport // by interface name
+	changes  core.Changes                    // reported by every Apply
 }
 
 func (b *fakeBackend) Name() string { return "fake" }
 func (b *fakeBackend) Apply(_ context.Context, p core.Plan, _ []core.Link) (core.Report, error) {
 	b.plans = append(b.plans, p)
-	var rep core.Report
+	rep := core.Report{Changes: b.changes}
 	var errs []error
 	for _, ifc := range p.Interfaces {
 		ir, ok := b.outcomes[ifc.Name]
