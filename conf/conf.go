@@ -69,9 +69,22 @@ type Interfaces struct {
 	PrimaryRules          bool     `koanf:"primary_rules"`
 	MainDefaultRoute      bool     `koanf:"main_default_route"`
 	AssignPrefixAddresses bool     `koanf:"assign_prefix_addresses"`
+	// SecondaryAddresses false leaves the secondary addresses to another agent (ECS awsvpc,
+	// Docker macvlan/ipvlan); their source rules stay.
+	SecondaryAddresses bool `koanf:"secondary_addresses"`
+	// ContainerHost says whether the Amazon VPC CNI owns part of the host's networking: auto
+	// detects it, vpc-cni asserts it, off ignores it (hostmode package).
+	ContainerHost string `koanf:"container_host"`
 	// MTU is 0 to keep the MTU DHCP hands out, else 576..9216.
 	MTU int `koanf:"mtu"`
 }
+
+// Values of interfaces.container_host.
+const (
+	ContainerHostAuto   = "auto"
+	ContainerHostVPCCNI = "vpc-cni"
+	ContainerHostOff    = "off"
+)
 
 // Networkd configures the systemd-networkd backend.
 type Networkd struct {
@@ -131,6 +144,8 @@ func Defaults() Config {
 			PrimaryRules:          false,
 			MainDefaultRoute:      true,
 			AssignPrefixAddresses: false,
+			SecondaryAddresses:    true,
+			ContainerHost:         ContainerHostAuto,
 			MTU:                   0,
 		},
 		Networkd:       Networkd{Dir: "/run/systemd/network"},
@@ -167,6 +182,7 @@ func (c Config) PlanOptions() core.PlanOptions {
 		PrimaryRules:          c.Interfaces.PrimaryRules,
 		MainDefaultRoute:      c.Interfaces.MainDefaultRoute,
 		AssignPrefixAddresses: c.Interfaces.AssignPrefixAddresses,
+		NoSecondaryAddresses:  !c.Interfaces.SecondaryAddresses,
 		MTU:                   c.Interfaces.MTU,
 	}
 }
