@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 )
 
 // DefaultPath is where the agent reads its configuration when no other file is named.
@@ -79,12 +80,6 @@ type Interfaces struct {
 	MTU int `koanf:"mtu"`
 }
 
-// Values of interfaces.container_host.
-const (
-	ContainerHostAuto   = "auto"
-	ContainerHostVPCCNI = "vpc-cni"
-	ContainerHostOff    = "off"
-)
 
 // Networkd configures the systemd-networkd backend.
 type Networkd struct {
@@ -145,7 +140,7 @@ func Defaults() Config {
 			MainDefaultRoute:      true,
 			AssignPrefixAddresses: false,
 			SecondaryAddresses:    true,
-			ContainerHost:         ContainerHostAuto,
+			ContainerHost:         hostmode.ContainerHostAuto,
 			MTU:                   0,
 		},
 		Networkd:       Networkd{Dir: "/run/systemd/network"},

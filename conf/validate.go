@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 )
 
 // Ranges of the numeric keys. The bounds keep the agent usable: a refresh faster than 1s
@@ -25,7 +27,7 @@ var (
 
 var (
 	backends       = []string{BackendAuto, BackendNetworkd, BackendNetworkManager, BackendIfcfg}
-	containerHosts = []string{ContainerHostAuto, ContainerHostVPCCNI, ContainerHostOff}
+	containerHosts = []string{hostmode.ContainerHostAuto, hostmode.ContainerHostVPCCNI, hostmode.ContainerHostOff}
 	logLevels      = []string{"trace", "debug", "info", "warn", "error"}
 )
 
