@@ -27,6 +27,19 @@ func cniENI() lab.ENISpec {
 	return s
 }
 
+// containerLinksUnmanaged keeps the network managers off the containers' host veths. The lab's
+// ENIs are veths, so the package's base configuration, adapted to the lab, matches every veth;
+// on EC2 it matches ENI drivers only and a container's veth is never taken. Runs before the
+// manager starts (envOptions.beforeManager).
+func containerLinksUnmanaged(l *lab.Lab) error {
+	if err := l.WriteInstanceFile("/etc/systemd/network/10-lab-containers.network",
+		"[Match]\nName=eni* veth*\n\n[Link]\nUnmanaged=yes\n", 0o644); err != nil {
+		return err
+	}
+	return l.WriteInstanceFile("/etc/NetworkManager/conf.d/10-lab-containers.conf",
+		"[device-lab-containers]\nmatch-device=interface-name:eni*;interface-name:veth*\nmanaged=0\n", 0o644)
+}
+
 // vpcCNI plays the Amazon VPC CNI (amazon-vpc-cni-k8s pkg/networkutils, routed-eni-cni-plugin):
 // its configuration file, the ENIs it attaches and configures itself (primary address, link up,
 // table device-number+1 with the gateway and default route), and pods: a veth into a namespace of
@@ -45,6 +58,7 @@ func newVPCCNI(e *env) *vpcCNI {
 	// The CNI turns forwarding on. EC2 delivers a secondary address to its ENI without asking;
 	// the lab's router ARPs for it, so the ENI answers for the pods behind it, as EC2 would.
 	must(e.t, e.l.InstanceSysctl("net.ipv4.ip_forward", "1"))
+	must(e.t, e.l.InstanceSysctl("net.ipv4.conf.ens5.proxy_arp", "1"))
 	c := &vpcCNI{e: e}
 	e.t.Cleanup(func() {
 		for _, p := range c.pods {
@@ -177,7 +191,7 @@ func (e *env) assertNoPodAddresses(ips ...string) {
 func TestEKSNodePodsKeepWorkingWithTheAgent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
 		eni := cniENI()
-		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), eni}})
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), eni}, beforeManager: containerLinksUnmanaged})
 		cni := newVPCCNI(e)
 		cni.attach(eni)
 		cni.addPod(primaryENI(), "10.99.0.20", true)
@@ -297,10 +311,16 @@ func TestSecondaryAddressesOffKeepsRulesWithoutAddresses(t *testing.T) {
 // still leaves by the primary ENI, so it passes the VPC's source/destination check.
 func TestDockerPublishedPortAnswersThroughThePrimaryENI(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		e := newEnv(t, bc, envOptions{})
+		e := newEnv(t, bc, envOptions{beforeManager: containerLinksUnmanaged})
 		e.startAgent()
 		e.waitRule(ens6Rule10, true)
 		e.waitFor("ens6's table routes", func() (bool, error) { return slices.Equal(e.routes(10001), ens6Table), nil })
+		// Steady state: the manager has applied the agent's configuration to ens5 too (it may
+		// re-acquire its lease while switching), and a refresh has passed.
+		e.waitFor("ens5's table routes", func() (bool, error) {
+			return slices.Contains(e.routes(10000), "default via 10.99.0.1 dev ens5"), nil
+		})
+		time.Sleep(1500 * time.Millisecond)
 
 		// docker0 172.17.0.1/16, a container at 172.17.0.2 behind it, port 8080 of 10.99.0.10
 		// DNAT'd to its port 80, and masquerading for what leaves the bridge.
