@@ -83,6 +83,13 @@ func (c *vpcCNI) attach(spec lab.ENISpec) {
 		link, err = e.nl.LinkByName(spec.Name)
 		return err == nil, nil
 	})
+	if !e.backend.agentLeases {
+		// The package's base configuration makes the manager take every ENI as it appears
+		// (networkd's 80-ec2.network, NetworkManager's default profile), and NetworkManager
+		// flushes the link's routes when it activates it. The CNI configures an ENI once, after
+		// attaching it; do so after the manager, as on a host where the CNI wins that race.
+		e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+	}
 	must(e.t, e.nl.LinkSetUp(link))
 	addr, _ := netlink.ParseAddr(spec.PrivateIPs[0] + "/24")
 	if err := e.nl.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -256,7 +263,11 @@ func TestOptOutOf2xMakesTheAgentStandBack(t *testing.T) {
 					}
 				}
 				files := e.files()
-				e.startAgent()
+				// Not startAgent: with ifcfg it waits for the leases the agent's dhclients get,
+				// and an agent that stands back starts none.
+				p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
+				must(t, err)
+				e.agent = p
 				e.waitLog("the agent says it stands back", "standing back: managing no ENI")
 				time.Sleep(1500 * time.Millisecond) // a refresh passes: still nothing
 				if rs := e.rules(); slices.ContainsFunc(rs, func(r rule) bool { return core.OwnsRule(r.Priority, r.Table) }) {
