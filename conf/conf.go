@@ -80,7 +80,6 @@ type Interfaces struct {
 	MTU int `koanf:"mtu"`
 }
 
-
 // Networkd configures the systemd-networkd backend.
 type Networkd struct {
 	// Dir receives the generated .network files and drop-ins. /run, not /etc: the files describe

@@ -68,7 +68,6 @@ func newVPCCNI(e *env) *vpcCNI {
 	return c
 }
 
-
 // cniTable is the CNI's table of an ENI on card 0 (CalculateRouteTableId: device-number + 1).
 func cniTable(spec lab.ENISpec) int { return spec.DeviceNumber + 1 }
 

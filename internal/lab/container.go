@@ -79,7 +79,9 @@ func (c *Container) Netlink() (*netlink.Handle, error) {
 }
 
 // Ping is Lab.Ping from inside the container.
-func (c *Container) Ping(ctx context.Context, src, dst string) error { return ping(ctx, c.ns, src, dst) }
+func (c *Container) Ping(ctx context.Context, src, dst string) error {
+	return ping(ctx, c.ns, src, dst)
+}
 
 // Listen opens a TCP listener inside the container (the socket keeps its namespace).
 func (c *Container) Listen(addr string) (net.Listener, error) {
