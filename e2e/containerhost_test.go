@@ -30,10 +30,12 @@ func cniENI() lab.ENISpec {
 // containerLinksUnmanaged keeps the network managers off the containers' host veths. The lab's
 // ENIs are veths, so the package's base configuration, adapted to the lab, matches every veth;
 // on EC2 it matches ENI drivers only and a container's veth is never taken. Runs before the
-// manager starts (envOptions.beforeManager).
+// manager starts (envOptions.beforeManager). Not "eni*": networkd's Name= also matches
+// altnames, and every ENI has one of the form eni-<id> (found by this test: networkd dropped
+// ens5 at its next reload).
 func containerLinksUnmanaged(l *lab.Lab) error {
 	if err := l.WriteInstanceFile("/etc/systemd/network/10-lab-containers.network",
-		"[Match]\nName=eni* veth*\n\n[Link]\nUnmanaged=yes\n", 0o644); err != nil {
+		"[Match]\nName=eni[0-9]* veth*\n\n[Link]\nUnmanaged=yes\n", 0o644); err != nil {
 		return err
 	}
 	return l.WriteInstanceFile("/etc/NetworkManager/conf.d/10-lab-containers.conf",
@@ -192,55 +194,76 @@ func (e *env) assertNoPodAddresses(ips ...string) {
 }
 
 // An EKS node: the VPC CNI runs its pods on the primary ENI's and its own ENI's secondary
-// addresses. Installing the agent must change nothing the pods rely on — at start, at a restart,
-// and when a refresh sees the new secondary addresses the CNI got for a new pod.
+// addresses. Installing the agent must change nothing the pods rely on — whether the CNI was
+// there first (a rebooted node) or arrives while the agent runs (aws-node starting on a fresh
+// node), at a restart, and when a refresh sees the new secondary addresses the CNI got for a
+// new pod.
 func TestEKSNodePodsKeepWorkingWithTheAgent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		eni := cniENI()
-		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), eni}, beforeManager: containerLinksUnmanaged})
-		cni := newVPCCNI(e)
-		cni.attach(eni)
-		cni.addPod(primaryENI(), "10.99.0.20", true)
-		cni.addPod(eni, "10.99.1.20", false)
-		pods := []string{"10.99.0.20", "10.99.1.20"}
-		cni.podPings("before the agent starts", pods...)
-		before := cni.state(cniTable(eni))
-
-		e.startAgent()
-		e.waitLog("the CNI seen", "VPC CNI detected")
-		time.Sleep(1500 * time.Millisecond) // a refresh passes
-		cni.podPings("after the agent started", pods...)
-		e.assertNoPodAddresses(pods...)
-		if rs := e.rules(); slices.ContainsFunc(rs, func(r rule) bool { return r.Priority == 10001 }) {
-			t.Errorf("source rules for the CNI's ENI: %v", rs)
-		}
-		if got := cni.state(cniTable(eni)); got != before {
-			t.Errorf("the CNI's rules or routes changed:\nbefore:\n%s\nafter:\n%s", before, got)
-		}
-
-		e.stopAgent()
-		e.startAgent()
-		time.Sleep(1500 * time.Millisecond)
-		cni.podPings("after an agent restart", pods...)
-
-		// The CNI takes one more address for a new pod; IMDS lists it at the next refresh.
-		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
-			ips := s.Interfaces[eni.MAC][core.KeyLocalIPv4s]
-			s.Interfaces[eni.MAC][core.KeyLocalIPv4s] = append(ips, "10.99.1.30")
-		}))
-		cni.addPod(eni, "10.99.1.30", false)
-		pods = append(pods, "10.99.1.30")
-		time.Sleep(2500 * time.Millisecond) // two refreshes see the new address
-		cni.podPings("after a refresh with a new secondary address", pods...)
-		e.assertNoPodAddresses(pods...)
-		if got := cni.state(cniTable(eni)); !strings.Contains(got, "10.99.1.30") {
-			t.Errorf("the CNI's rule for the new pod is missing:\n%s", got)
-		}
-		e.mustPing("10.99.0.10") // the host itself still works
-		if t.Failed() {
-			t.Logf("agent log:\n%s", e.agent.Log())
+		for _, agentFirst := range []bool{false, true} {
+			name := "CNI first"
+			if agentFirst {
+				name = "agent first"
+			}
+			t.Run(name, func(t *testing.T) { eksNode(t, bc, agentFirst) })
 		}
 	})
+}
+
+func eksNode(t *testing.T, bc backendCase, agentFirst bool) {
+	eni := cniENI()
+	e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), eni}, beforeManager: containerLinksUnmanaged})
+	if agentFirst {
+		e.startAgent()
+		e.waitForAddress("ens5", "10.99.0.20/32") // no CNI yet: an ordinary host
+	}
+	cni := newVPCCNI(e)
+	cni.attach(eni)
+	if agentFirst {
+		// The address the agent gave ens5 before the CNI existed is a pod's now.
+		e.waitNoAddress("ens5", "10.99.0.20/32")
+	}
+	cni.addPod(primaryENI(), "10.99.0.20", true)
+	cni.addPod(eni, "10.99.1.20", false)
+	pods := []string{"10.99.0.20", "10.99.1.20"}
+	before := cni.state(cniTable(eni))
+	if !agentFirst {
+		cni.podPings("before the agent starts", pods...)
+		e.startAgent()
+	}
+	e.waitLog("the CNI seen", "VPC CNI detected")
+	time.Sleep(1500 * time.Millisecond) // a refresh passes
+	cni.podPings("with the agent running", pods...)
+	e.assertNoPodAddresses(pods...)
+	if rs := e.rules(); slices.ContainsFunc(rs, func(r rule) bool { return r.Priority == 10001 }) {
+		t.Errorf("source rules for the CNI's ENI: %v", rs)
+	}
+	if got := cni.state(cniTable(eni)); got != before {
+		t.Errorf("the CNI's rules or routes changed:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+
+	e.stopAgent()
+	e.startAgent()
+	time.Sleep(1500 * time.Millisecond)
+	cni.podPings("after an agent restart", pods...)
+
+	// The CNI takes one more address for a new pod; IMDS lists it at the next refresh.
+	must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+		ips := s.Interfaces[eni.MAC][core.KeyLocalIPv4s]
+		s.Interfaces[eni.MAC][core.KeyLocalIPv4s] = append(ips, "10.99.1.30")
+	}))
+	cni.addPod(eni, "10.99.1.30", false)
+	pods = append(pods, "10.99.1.30")
+	time.Sleep(2500 * time.Millisecond) // two refreshes see the new address
+	cni.podPings("after a refresh with a new secondary address", pods...)
+	e.assertNoPodAddresses(pods...)
+	if got := cni.state(cniTable(eni)); !strings.Contains(got, "10.99.1.30") {
+		t.Errorf("the CNI's rule for the new pod is missing:\n%s", got)
+	}
+	e.mustPing("10.99.0.10") // the host itself still works
+	if t.Failed() {
+		t.Logf("agent log:\n%s", e.agent.Log())
+	}
 }
 
 // amazon-ec2-net-utils 2.x is disabled on EKS and kops images by masking or emptying its udev
