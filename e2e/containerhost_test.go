@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -241,6 +242,12 @@ func eksNode(t *testing.T, bc backendCase, agentFirst bool) {
 	if got := cni.state(cniTable(eni)); got != before {
 		t.Errorf("the CNI's rules or routes changed:\nbefore:\n%s\nafter:\n%s", before, got)
 	}
+	// (The pods' veths are listed as ignored too: in the lab, veth is the ENI driver.)
+	if plan := e.planJSON(); len(plan.Interfaces) != 1 || len(plan.Interfaces[0].Addresses) != 0 ||
+		!slices.ContainsFunc(plan.Ignored, func(i core.Ignored) bool { return i.Name == "ens6" && strings.Contains(i.Reason, "VPC CNI") }) {
+		t.Errorf("plan on the EKS node: interfaces %+v, ignored %+v; want ens5 without addresses, ens6 left to the VPC CNI",
+			plan.Interfaces, plan.Ignored)
+	}
 
 	e.stopAgent()
 	e.startAgent()
@@ -301,6 +308,22 @@ func TestOptOutOf2xMakesTheAgentStandBack(t *testing.T) {
 				}
 				if !strings.Contains(e.agent.Log(), variant) {
 					t.Errorf("the log does not say the rule is %s:\n%s", variant, e.agent.Log())
+				}
+				// plan and apply decide as the daemon does.
+				plan := e.planJSON()
+				if len(plan.Interfaces) != 0 || len(plan.Ignored) != 2 {
+					t.Errorf("plan: %d interfaces, ignored %v; want none planned, ens5 and ens6 ignored", len(plan.Interfaces), plan.Ignored)
+				}
+				for _, ig := range plan.Ignored {
+					if !strings.Contains(ig.Reason, udevRule+" is "+variant) {
+						t.Errorf("plan: %s ignored for %q, want the opt-out named", ig.Name, ig.Reason)
+					}
+				}
+				if changes := e.run("apply"); !strings.Contains(changes, `"reloads": 0`) || strings.Contains(changes, "written") {
+					t.Errorf("apply changed something although the agent stands back: %s", changes)
+				}
+				if got := keys(e.files()); !slices.Equal(got, keys(files)) {
+					t.Errorf("files changed by apply: %v, before %v", got, keys(files))
 				}
 
 				out, err := e.l.Command(context.Background(), "rm", udevRule).CombinedOutput()
@@ -426,4 +449,28 @@ func TestDockerPublishedPortAnswersThroughThePrimaryENI(t *testing.T) {
 			t.Errorf("the source/destination check dropped packets: before %v, after %v", drops, after)
 		}
 	})
+}
+
+// run runs an ec2-net-utils command in the instance with the env's configuration and returns
+// its standard output.
+func (e *env) run(args ...string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := e.l.Command(ctx, append([]string{agentBin}, append(args, "--config", "/etc/ec2-net-utils.conf")...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("ec2-net-utils %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// planJSON is `ec2-net-utils plan --json`.
+func (e *env) planJSON() core.Plan {
+	e.t.Helper()
+	var p core.Plan
+	must(e.t, json.Unmarshal([]byte(e.run("plan", "--json")), &p))
+	return p
 }
