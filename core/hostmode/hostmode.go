@@ -13,9 +13,11 @@
 //   - The VPC CNI is recognised by its configuration file, /etc/cni/net.d/10-aws.conflist (the
 //     name aws-node writes, kept across reboots, so a rebooted node is known before any pod
 //     starts) or any CNI configuration there naming the aws-cni plugin (chained setups), and by
-//     its pod rules in the kernel: `to <pod> lookup main` at 512 and `from <pod> ... lookup
-//     <table>` at 1536 are priorities the CNI hard-codes and no other known tenant uses (Cilium
-//     uses 20/100/110, Tailscale 52xx, nm-cloud-setup 302xx). Once seen, the CNI is latched for
+//     its per-pod rule in the kernel: `to <pod address> lookup main` at priority 512, which the
+//     CNI hard-codes for every pod it routes, on any ENI, and which no other known tenant uses
+//     (Cilium uses 20/100/110, Tailscale 52xx, nm-cloud-setup 302xx). Its 1536 rules are not
+//     a signal on their own: a `from <address> lookup <table>` rule is what any administrator
+//     writes for source routing. Once seen, the CNI is latched for
 //     the life of the process: its rules come and go with pods, its file with upgrades, and a
 //     host that flips back would assign pod addresses to itself.
 //   - The CNI's `node.k8s.amazonaws.com/no_manage` tag is not visible on the instance: IMDS does
@@ -29,7 +31,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,12 +60,9 @@ const (
 // unitDirs are where `systemctl mask` (and --runtime) put their /dev/null symlinks.
 var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system"}
 
-// The VPC CNI's rule priorities (amazon-vpc-cni-k8s pkg/networkutils: toContainerRulePriority,
-// fromContainerRulePriority).
-const (
-	cniToPodPriority   = 512
-	cniFromPodPriority = 1536
-)
+// cniToPodPriority is the VPC CNI's per-pod rule priority (amazon-vpc-cni-k8s
+// pkg/networkutils: toContainerRulePriority).
+const cniToPodPriority = 512
 
 // maxConfBytes bounds what is read of one file: CNI configurations and udev rules are small,
 // and a huge or endless file must not stall the agent.
@@ -214,7 +212,7 @@ func (d *Detector) detectCNI() string {
 		return "CNI configuration " + f + " uses the aws-cni plugin"
 	}
 	if d.o.Kernel != nil {
-		rules, err := d.o.Kernel.Selectors(cniToPodPriority, cniFromPodPriority)
+		rules, err := d.o.Kernel.Selectors(cniToPodPriority, cniToPodPriority)
 		if err != nil {
 			d.o.Logger.Warn("cannot list rules to look for the VPC CNI", "error", err)
 			return ""
@@ -228,17 +226,9 @@ func (d *Detector) detectCNI() string {
 	return ""
 }
 
-// isPodRule matches the CNI's per-pod rules: `to <pod> lookup main` at 512 and
-// `from <pod> [to <VPC>] lookup <ENI table>` at 1536, each for one host address.
+// isPodRule matches the CNI's per-pod rule: `to <pod> lookup main` at 512, for one address.
 func isPodRule(r netlinkx.Selector) bool {
-	host := func(p netip.Prefix) bool { return p.IsValid() && p.IsSingleIP() }
-	switch r.Priority {
-	case cniToPodPriority:
-		return host(r.To) && r.Table == unix.RT_TABLE_MAIN
-	case cniFromPodPriority:
-		return host(r.From) && r.Table != unix.RT_TABLE_LOCAL
-	}
-	return false
+	return r.Priority == cniToPodPriority && r.To.IsValid() && r.To.IsSingleIP() && r.Table == unix.RT_TABLE_MAIN
 }
 
 // confNamingAWSCNI returns the CNI configuration file that names the aws-cni plugin, or "".

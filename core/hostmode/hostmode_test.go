@@ -105,11 +105,13 @@ func TestVPCCNIDetection(t *testing.T) {
 		{name: "chained configuration naming aws-cni", mode: "auto", files: map[string]string{CNIConfDir + "/05-cilium.conflist": aws}, want: "05-cilium.conflist uses the aws-cni plugin"},
 		{name: "another CNI", mode: "auto", files: map[string]string{CNIConfDir + "/10-flannel.conflist": `{"plugins": [{"type": "flannel"}]}`}},
 		{name: "pod rule to a pod at 512", mode: "auto", kernel: fakeKernel{{Priority: 512, Table: 254, To: pfx("10.99.1.20/32")}}, want: "priority 512"},
-		{name: "pod rule from a pod at 1536", mode: "auto", kernel: fakeKernel{{Priority: 1536, Table: 2, From: pfx("10.99.1.20/32"), To: pfx("10.99.0.0/16")}}, want: "priority 1536"},
 		{name: "other tenants' rules", mode: "auto", kernel: fakeKernel{
-			{Priority: 1024, Table: 254},                               // the CNI's fwmark rule alone says nothing about pods
-			{Priority: 512, Table: 200, From: pfx("192.0.2.0/24")},     // a user's
-			{Priority: 1536, Table: 300, From: pfx("198.51.100.0/24")}, // a user's, not a host address
+			{Priority: 1024, Table: 254},                           // the CNI's fwmark rule alone says nothing about pods
+			{Priority: 512, Table: 200, From: pfx("192.0.2.0/24")}, // a user's
+			{Priority: 512, Table: 254, To: pfx("10.99.50.0/24")},  // a user's, not one address
+			// A source rule at 1536 is what any administrator writes for source routing; the
+			// e2e harness has exactly this one among its foreign rules on an ordinary host.
+			{Priority: 1536, Table: 10001, From: pfx("10.99.1.77/32")},
 		}},
 		{name: "vpc-cni asserted", mode: "vpc-cni", want: `container_host = "vpc-cni"`},
 		{name: "off ignores every signal", mode: "off", files: map[string]string{VPCCNIConfList: aws},
