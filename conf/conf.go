@@ -15,6 +15,7 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/backends/ifcfg"
 	"github.com/ec2-net-utils/ec2-net-utils/backends/networkd"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
 )
 
@@ -73,6 +74,12 @@ type Interfaces struct {
 	PrimaryRules          bool     `koanf:"primary_rules"`
 	MainDefaultRoute      bool     `koanf:"main_default_route"`
 	AssignPrefixAddresses bool     `koanf:"assign_prefix_addresses"`
+	// SecondaryAddresses false leaves the secondary addresses to another agent (ECS awsvpc,
+	// Docker macvlan/ipvlan); their source rules stay.
+	SecondaryAddresses bool `koanf:"secondary_addresses"`
+	// ContainerHost says whether the Amazon VPC CNI owns part of the host's networking: auto
+	// detects it, vpc-cni asserts it, off ignores it (hostmode package).
+	ContainerHost string `koanf:"container_host"`
 	// MTU is 0 to keep the MTU DHCP hands out, else 576..9216.
 	MTU int `koanf:"mtu"`
 }
@@ -143,6 +150,8 @@ func Defaults() Config {
 			PrimaryRules:          plan.PrimaryRules,
 			MainDefaultRoute:      plan.MainDefaultRoute,
 			AssignPrefixAddresses: plan.AssignPrefixAddresses,
+			SecondaryAddresses:    true,
+			ContainerHost:         hostmode.ContainerHostAuto,
 			MTU:                   plan.MTU,
 		},
 		Networkd:       Networkd{Dir: networkd.DefaultDir},
@@ -180,6 +189,7 @@ func (c Config) PlanOptions() core.PlanOptions {
 		PrimaryRules:          c.Interfaces.PrimaryRules,
 		MainDefaultRoute:      c.Interfaces.MainDefaultRoute,
 		AssignPrefixAddresses: c.Interfaces.AssignPrefixAddresses,
+		NoSecondaryAddresses:  !c.Interfaces.SecondaryAddresses,
 		MTU:                   c.Interfaces.MTU,
 	}
 }

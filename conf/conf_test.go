@@ -102,7 +102,8 @@ func TestSchemaHasTheDocumentedKeys(t *testing.T) {
 		"backend", "log_level", "refresh_interval",
 		"imds.endpoint", "imds.timeout", "imds.max_attempts", "imds.max_backoff", "imds.propagation_timeout",
 		"interfaces.drivers", "interfaces.exclude", "interfaces.primary_rules", "interfaces.main_default_route",
-		"interfaces.assign_prefix_addresses", "interfaces.mtu",
+		"interfaces.assign_prefix_addresses", "interfaces.secondary_addresses", "interfaces.container_host",
+		"interfaces.mtu",
 		"networkd.dir",
 		"networkmanager.persist",
 		"ifcfg.dir", "ifcfg.dhclient_conf_dir", "ifcfg.dhclient_script", "ifcfg.broadcast_renewals",
@@ -129,6 +130,8 @@ func TestPlanOptions(t *testing.T) {
 		AssignPrefixAddresses: true,
 		MTU:                   9001,
 	}
+	// secondary_addresses = true is the zero value of its inverse, so the planner's defaults
+	// and a PlanOptions literal that does not name it agree.
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
@@ -182,5 +185,16 @@ func TestIfcfgDHClientScriptMustBeAnAbsoluteFilePath(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "ifcfg.dhclient_script") {
 			t.Errorf("dhclient_script = %q: Validate() = %v, want an error naming the key", p, err)
 		}
+	}
+}
+
+func TestSecondaryAddressesFalseReachesThePlanner(t *testing.T) {
+	c := Defaults()
+	if c.PlanOptions().NoSecondaryAddresses {
+		t.Fatal("defaults plan no secondary addresses; want them assigned")
+	}
+	c.Interfaces.SecondaryAddresses = false
+	if !c.PlanOptions().NoSecondaryAddresses {
+		t.Error("secondary_addresses = false: the planner still assigns secondary addresses")
 	}
 }

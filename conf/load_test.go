@@ -113,6 +113,8 @@ exclude = ["eth3", "0A:1B:2C:3D:4E:5F"]
 primary_rules = true
 main_default_route = false
 assign_prefix_addresses = true
+secondary_addresses = true
+container_host = "vpc-cni"
 mtu = 1500
 
 [networkd]
@@ -149,6 +151,8 @@ full_refresh_every = 1
 			PrimaryRules:          true,
 			MainDefaultRoute:      false,
 			AssignPrefixAddresses: true,
+			SecondaryAddresses:    true,
+			ContainerHost:         "vpc-cni",
 			MTU:                   1500,
 		},
 		Networkd:       Networkd{Dir: "/etc/systemd/network"},
@@ -288,6 +292,10 @@ func TestLoadErrors(t *testing.T) {
 			source: "FILE", key: "imds.max_attempts", problem: "0 is out of range; want 1 to 20"},
 		{name: "mtu out of range", file: "[interfaces]\nmtu = 100\n",
 			source: "FILE", key: "interfaces.mtu", problem: "100 is out of range; want 0 (keep the MTU from DHCP) or 576 to 9216"},
+		{name: "unknown container host", file: "[interfaces]\ncontainer_host = \"eks\"\n",
+			source: "FILE", key: "interfaces.container_host", problem: `"eks" is not one of auto, vpc-cni, off`},
+		{name: "prefix addresses without secondary addresses", file: "[interfaces]\nsecondary_addresses = false\nassign_prefix_addresses = true\n",
+			source: "FILE", key: "interfaces.assign_prefix_addresses", problem: "secondary_addresses = false assigns no address at all"},
 		{name: "full refresh every zero", file: "[daemon]\nfull_refresh_every = 0\n",
 			source: "FILE", key: "daemon.full_refresh_every", problem: "0 is out of range; want 1 to 10000"},
 		{name: "URL with a bad scheme", file: "[imds]\nendpoint = \"ftp://169.254.169.254\"\n",

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 )
 
 // Ranges of the numeric keys. The bounds keep the agent usable: a refresh faster than 1s
@@ -24,8 +26,9 @@ var (
 )
 
 var (
-	backends  = []string{BackendAuto, BackendNetworkd, BackendNetworkManager, BackendIfcfg}
-	logLevels = []string{"trace", "debug", "info", "warn", "error"}
+	backends       = []string{BackendAuto, BackendNetworkd, BackendNetworkManager, BackendIfcfg}
+	containerHosts = []string{hostmode.ContainerHostAuto, hostmode.ContainerHostVPCCNI, hostmode.ContainerHostOff}
+	logLevels      = []string{"trace", "debug", "info", "warn", "error"}
 )
 
 // Validate checks the values (types are checked while loading) and returns every problem,
@@ -44,6 +47,10 @@ func (c Config) Validate() error {
 
 	v.drivers("interfaces.drivers", c.Interfaces.Drivers)
 	v.exclude("interfaces.exclude", c.Interfaces.Exclude)
+	v.oneOf("interfaces.container_host", c.Interfaces.ContainerHost, containerHosts)
+	if c.Interfaces.AssignPrefixAddresses && !c.Interfaces.SecondaryAddresses {
+		v.fail("interfaces.assign_prefix_addresses", "is true, but interfaces.secondary_addresses = false assigns no address at all; set one of them")
+	}
 	if mtu := c.Interfaces.MTU; mtu != 0 && (mtu < mtuRange.min || mtu > mtuRange.max) {
 		v.fail("interfaces.mtu", "%d is out of range; want 0 (keep the MTU from DHCP) or %d to %d",
 			mtu, mtuRange.min, mtuRange.max)

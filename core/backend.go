@@ -108,6 +108,23 @@ type PlanOptions struct {
 	AssignPrefixAddresses bool
 	// MTU to set on ENIs; 0 leaves it to DHCP (option 26).
 	MTU int
+	// NoSecondaryAddresses assigns no secondary address to any ENI (interfaces.secondary_addresses
+	// = false): another agent owns them (ECS awsvpc, Docker macvlan/ipvlan). Their source rules
+	// stay, because the addresses are still the ENI's and traffic from them must leave by it.
+	NoSecondaryAddresses bool
+
+	// The two fields below are what the host-mode detection found (hostmode package); they come
+	// in as data so the planner stays pure.
+
+	// StandBack, when not empty, is why the agent manages no ENI at all (amazon-ec2-net-utils
+	// 2.x's automation disabled on this image): every ENI is listed in Ignored with this reason.
+	StandBack string
+	// VPCCNI, when not empty, is why the host is taken for one where the Amazon VPC CNI runs. The
+	// CNI hands every secondary IPv4 address and every delegated prefix of every ENI to pods and
+	// configures the ENIs it attaches itself, so the agent plans the primary ENI only, without
+	// secondary addresses and with rules only for the ENI's own addresses; the other ENIs are
+	// listed in Ignored with this reason.
+	VPCCNI string
 }
 
 // DefaultPlanOptions are the planner settings of an empty config file.

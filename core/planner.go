@@ -58,15 +58,19 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 			plan.Ignored = append(plan.Ignored, Ignored{Name: l.Name, MAC: mac,
 				Reason: fmt.Sprintf("MAC is already used by %s", claimed[mac])})
 			continue
-		case hasProblem:
-			plan.Pending = append(plan.Pending, Pending{MAC: mac, Name: l.Name, Reason: problemReason(problem)})
-			claimed[mac] = l.Name
-			continue
-		case !inIMDS:
+		case !known:
 			plan.Ignored = append(plan.Ignored, Ignored{Name: l.Name, MAC: mac, Reason: "MAC is not an ENI of this instance in IMDS"})
 			continue
 		}
 		claimed[mac] = l.Name
+		if reason := leftToOthers(opts, mac == strings.ToLower(inst.PrimaryMAC)); reason != "" {
+			plan.Ignored = append(plan.Ignored, Ignored{Name: l.Name, MAC: mac, Reason: reason})
+			continue
+		}
+		if hasProblem {
+			plan.Pending = append(plan.Pending, Pending{MAC: mac, Name: l.Name, Reason: problemReason(problem)})
+			continue
+		}
 		ip, warnings := planInterface(eni, l, mac == strings.ToLower(inst.PrimaryMAC), opts)
 		plan.Interfaces = append(plan.Interfaces, ip)
 		plan.Warnings = append(plan.Warnings, warnings...)
@@ -91,6 +95,19 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.MAC, b.MAC))
 	})
 	return plan
+}
+
+// leftToOthers says why an ENI present on the host is not the agent's to configure on this kind
+// of host, or "" when it is. On a VPC CNI host the primary ENI stays ours: the manager keeps its
+// DHCP lease and the agent its routing, only its pod addresses are left out (planInterface).
+func leftToOthers(opts PlanOptions, primary bool) string {
+	switch {
+	case opts.StandBack != "":
+		return opts.StandBack
+	case opts.VPCCNI != "" && !primary:
+		return "the VPC CNI configures secondary ENIs itself (" + opts.VPCCNI + ")"
+	}
+	return ""
 }
 
 func problemReason(p ENIProblem) string {
@@ -131,15 +148,23 @@ func planInterface(eni ENI, l Link, primary bool, opts PlanOptions) (InterfacePl
 		p.SubnetIPv4 = eni.SubnetIPv4
 	}
 
+	// On a VPC CNI host every secondary IPv4 address and every delegated prefix may be a pod's:
+	// the CNI routes them with its own rules (512, 1536), and a /32 of ours on the host would
+	// swallow the pods' replies. The ENI's primary IPv4 and its IPv6 addresses stay the host's.
+	localIPv4s, ipv4Prefixes, ipv6Prefixes := eni.LocalIPv4s, eni.IPv4Prefixes, eni.IPv6Prefixes
+	if opts.VPCCNI != "" {
+		localIPv4s, ipv4Prefixes, ipv6Prefixes = eni.LocalIPv4s[:min(1, len(eni.LocalIPv4s))], nil, nil
+	}
+
 	// The primary ENI gets no source rules by default: its traffic follows the main table, which
 	// keeps Docker bridge hairpin traffic to host ports working (amazon-ec2-net-utils #97).
 	if !primary || opts.PrimaryRules {
 		if p.IPv4 {
 			// IMDS order, primary address first, as 2.x writes them: stable and meaningful.
-			for _, a := range eni.LocalIPv4s {
+			for _, a := range localIPv4s {
 				p.Rules = append(p.Rules, Rule{Family: IPv4, From: netip.PrefixFrom(a, 32), Table: table, Priority: table})
 			}
-			for _, pfx := range eni.IPv4Prefixes {
+			for _, pfx := range ipv4Prefixes {
 				p.Rules = append(p.Rules, Rule{Family: IPv4, From: pfx, Table: table, Priority: table})
 			}
 		}
@@ -147,7 +172,7 @@ func planInterface(eni ENI, l Link, primary bool, opts PlanOptions) (InterfacePl
 			for _, a := range eni.IPv6s {
 				p.Rules = append(p.Rules, Rule{Family: IPv6, From: netip.PrefixFrom(a, 128), Table: table, Priority: table})
 			}
-			for _, pfx := range eni.IPv6Prefixes {
+			for _, pfx := range ipv6Prefixes {
 				p.Rules = append(p.Rules, Rule{Family: IPv6, From: pfx, Table: table, Priority: table})
 			}
 		}
@@ -158,14 +183,17 @@ func planInterface(eni ENI, l Link, primary bool, opts PlanOptions) (InterfacePl
 		// local-ipv4s line 1 is the DHCP address; never sort before dropping it (#63/#65).
 		seen := map[netip.Addr]bool{eni.LocalIPv4s[0]: true}
 		var addrs []netip.Addr
-		for _, a := range eni.LocalIPv4s[1:] {
+		for _, a := range localIPv4s[1:] {
 			if !seen[a] {
 				seen[a] = true
 				addrs = append(addrs, a)
 			}
 		}
-		if opts.AssignPrefixAddresses {
-			for _, pfx := range eni.IPv4Prefixes {
+		if opts.NoSecondaryAddresses {
+			// Another agent owns the secondary addresses; their rules above stay.
+			addrs = nil
+		} else if opts.AssignPrefixAddresses {
+			for _, pfx := range ipv4Prefixes {
 				if n := 1 << (32 - pfx.Bits()); n > maxPrefixAddresses {
 					warnings = append(warnings, fmt.Sprintf("%s: delegated prefix %s has %d addresses, more than %d: its addresses are not assigned",
 						l.Name, pfx, n, maxPrefixAddresses))

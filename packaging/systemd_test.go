@@ -48,17 +48,19 @@ var (
 	boolean    = regexp.MustCompile(`^(yes|no|true|false|on|off|1|0)$`)
 	directives = map[string]directive{
 		// [Unit], [Install]
-		"Unit.Description":           {since: 1},
-		"Unit.Documentation":         {since: 187},
-		"Unit.After":                 {since: 1},
-		"Unit.Before":                {since: 1},
-		"Unit.Wants":                 {since: 1},
-		"Unit.Requires":              {since: 1},
-		"Unit.PartOf":                {since: 193},
-		"Unit.BindsTo":               {since: 196},
-		"Unit.Conflicts":             {since: 1},
-		"Unit.DefaultDependencies":   {since: 1, values219: boolean},
-		"Unit.ConditionPathExists":   {since: 1},
+		"Unit.Description":         {since: 1},
+		"Unit.Documentation":       {since: 187},
+		"Unit.After":               {since: 1},
+		"Unit.Before":              {since: 1},
+		"Unit.Wants":               {since: 1},
+		"Unit.Requires":            {since: 1},
+		"Unit.PartOf":              {since: 193},
+		"Unit.BindsTo":             {since: 196},
+		"Unit.Conflicts":           {since: 1},
+		"Unit.DefaultDependencies": {since: 1, values219: boolean},
+		"Unit.ConditionPathExists": {since: 1},
+		// The "|" (trigger) prefix is as old as the conditions themselves.
+		"Unit.ConditionFileNotEmpty": {since: 188},
 		"Unit.StartLimitIntervalSec": {since: 229}, // StartLimitInterval= in [Service] before
 		"Install.WantedBy":           {since: 1},
 		"Install.Also":               {since: 1},

@@ -11,6 +11,7 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/backends"
 	"github.com/ec2-net-utils/ec2-net-utils/conf"
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
 	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 	"github.com/ec2-net-utils/ec2-net-utils/core/reconcile"
@@ -24,6 +25,9 @@ type agent struct {
 	nl        *netlink.Handle
 	kernel    *netlinkx.Handle
 	selection backends.Selection
+	// host sees what the host's other tenants (the VPC CNI, an opt-out of 2.x) claim; plan,
+	// apply and the daemon all plan through it, so they decide alike.
+	host *hostmode.Detector
 }
 
 // newAgent connects to IMDS (lazily: no request is sent here), netlink and, when a backend is
@@ -38,6 +42,7 @@ func newAgent(ctx context.Context, cfg conf.Config, log hclog.Logger, opts backe
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
 	a := &agent{cfg: cfg, log: log, imds: client, nl: nl, kernel: netlinkx.New(nl)}
+	a.host = hostmode.New(hostmode.Options{ContainerHost: cfg.Interfaces.ContainerHost, Kernel: a.kernel, Logger: log})
 	if opts.Links, err = a.kernel.Links(); err != nil {
 		nl.Close()
 		return nil, fmt.Errorf("list links: %w", err)
@@ -73,6 +78,7 @@ func (a *agent) reconciler(opts ...reconcile.Option) (*reconcile.Reconciler, err
 		// the unit does not restart in a loop.
 		return nil, usageError{a.selection.Err}
 	}
+	opts = append(opts, reconcile.AdjustOptions(a.host.Adjust))
 	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, opts...), nil
 }
 
@@ -90,9 +96,10 @@ func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
 		if err != nil {
 			return core.Plan{}, fmt.Errorf("list links: %w", err)
 		}
-		return core.NewPlan(inst, links, a.cfg.PlanOptions()), nil
+		return core.NewPlan(inst, links, a.host.Adjust(a.cfg.PlanOptions())), nil
 	}
-	r := reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, reconcile.DryRun())
+	r := reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log,
+		reconcile.DryRun(), reconcile.AdjustOptions(a.host.Adjust))
 	res, err := r.Once(ctx, reconcile.Pass{Reason: "plan", Fetch: true, Full: true})
 	if err != nil && (res.IMDSUnreachable || res.Plan.Interfaces == nil) {
 		return core.Plan{}, err // no plan at all: IMDS or the links could not be read

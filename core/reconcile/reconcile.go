@@ -59,10 +59,18 @@ type Reconciler struct {
 	// when they change, not at every pass.
 	notes  logonce.Notes
 	dryRun bool
+	adjust func(core.PlanOptions) core.PlanOptions
 }
 
 // Option configures a Reconciler.
 type Option func(*Reconciler)
+
+// AdjustOptions makes every pass plan with adjust(opts) instead of opts: what the host shows at
+// that moment (hostmode: an opt-out of amazon-ec2-net-utils 2.x, the VPC CNI) comes in as plan
+// options, so the planner stays pure and plan, apply and the daemon decide alike.
+func AdjustOptions(adjust func(core.PlanOptions) core.PlanOptions) Option {
+	return func(r *Reconciler) { r.adjust = adjust }
+}
 
 // DryRun makes the reconciler change nothing in the kernel itself (altnames, rules); combine it
 // with a dry-run backend for `apply --dry-run`.
@@ -123,7 +131,11 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	if err != nil {
 		return res, errors.Join(imdsErr, fmt.Errorf("list links: %w", err))
 	}
-	plan := core.NewPlan(*r.last, links, r.opts)
+	opts := r.opts
+	if r.adjust != nil {
+		opts = r.adjust(opts)
+	}
+	plan := core.NewPlan(*r.last, links, opts)
 	r.unlisted = r.unlistedLinks(links)
 	cleanupErr := r.removeDetached(plan, links)
 

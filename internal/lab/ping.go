@@ -10,13 +10,21 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
 // Ping sends one ICMP echo from inside the instance, from source address src to dst, and waits
 // up to 1 s for the reply — `ping -c1 -W1 -I src dst`, without needing iputils. Binding the source
 // address makes the kernel route it like ping does, policy rules (`from src`) included.
-func (l *Lab) Ping(ctx context.Context, src, dst string) error {
+func (l *Lab) Ping(ctx context.Context, src, dst string) error { return ping(ctx, l.inst, src, dst) }
+
+// ping sends the echo from inside ns, which must be one of the lab's (never the caller's own).
+func ping(ctx context.Context, ns netns.NsHandle, src, dst string) error {
+	if !ns.IsOpen() {
+		return errors.New("lab: ping: no namespace to ping from")
+	}
 	s, err := netip.ParseAddr(src)
 	if err != nil || !s.Is4() {
 		return fmt.Errorf("lab: ping: source %q is not an IPv4 address", src)
@@ -26,7 +34,7 @@ func (l *Lab) Ping(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("lab: ping: destination %q is not an IPv4 address", dst)
 	}
 	var conn *net.IPConn
-	err = netnsx.Do(l.inst, func() error {
+	err = netnsx.Do(ns, func() error {
 		var err error
 		conn, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: s.AsSlice()})
 		return err

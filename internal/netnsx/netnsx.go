@@ -70,3 +70,24 @@ func NewNamed(name string) (netns.NsHandle, error) {
 	}
 	return ns, nil
 }
+
+// New creates an unnamed network namespace and returns the only handle to it, without leaving
+// any thread of the process inside it. The namespace lives until the handle is closed and no
+// process or link holds it: nothing is left behind, even if the process dies.
+func New() (netns.NsHandle, error) {
+	ns := netns.None()
+	cur, err := netns.Get()
+	if err != nil {
+		return ns, fmt.Errorf("get current netns: %w", err)
+	}
+	defer cur.Close()
+	err = Do(cur, func() error {
+		var err error
+		ns, err = netns.New()
+		return err
+	})
+	if err != nil {
+		return netns.None(), fmt.Errorf("create netns: %w", err)
+	}
+	return ns, nil
+}

@@ -54,6 +54,10 @@ type Options struct {
 	PrimaryRules          *bool    `json:"primary_rules,omitempty"`
 	MainDefaultRoute      *bool    `json:"main_default_route,omitempty"`
 	AssignPrefixAddresses *bool    `json:"assign_prefix_addresses,omitempty"`
+	SecondaryAddresses    *bool    `json:"secondary_addresses,omitempty"`
+	// StandBack and VPCCNI stand for what host-mode detection found (core.PlanOptions).
+	StandBack string `json:"stand_back,omitempty"`
+	VPCCNI    string `json:"vpc_cni,omitempty"`
 }
 
 // Value is an IMDS leaf: one string, or several served one per line.
@@ -178,6 +182,15 @@ func (o *Options) Apply(base core.PlanOptions) core.PlanOptions {
 	set(&base.PrimaryRules, o.PrimaryRules)
 	set(&base.MainDefaultRoute, o.MainDefaultRoute)
 	set(&base.AssignPrefixAddresses, o.AssignPrefixAddresses)
+	if o.SecondaryAddresses != nil {
+		base.NoSecondaryAddresses = !*o.SecondaryAddresses
+	}
+	if o.StandBack != "" {
+		base.StandBack = o.StandBack
+	}
+	if o.VPCCNI != "" {
+		base.VPCCNI = o.VPCCNI
+	}
 	return base
 }
 
