@@ -229,6 +229,7 @@ func TestCardOneENIBesideCardZeroWithTheSameDeviceNumber(t *testing.T) {
 		e.waitAltnames("ens5", "eni-00000000000000000", "device-number-0.0")
 		e.waitAltnames("ens6", "eni-00000000000000001", "device-number-1.0")
 		e.waitAltnames("ens8", "eni-00000000000000003", "device-number-1.1")
+		e.waitForAddress("ens6", "10.99.1.10/24")
 		for _, src := range []string{"10.99.1.10", "10.99.1.20", "10.99.3.10", "10.99.3.20"} {
 			e.mustPing(src)
 		}
@@ -268,6 +269,10 @@ func TestMixedNetworkCardTreePrimaryAtOnceOthersAfterFallback(t *testing.T) {
 		e.waitAltnames("ens6", "device-number-1.0")
 		e.waitAltnames("ens7", "device-number-2.0")
 		e.waitAltnames("ens9", "eni-00000000000000004", "device-number-0.1")
+		// A manager may re-acquire a lease when the agent's configuration replaces its own.
+		for link, cidr := range map[string]string{"ens6": "10.99.1.10/24", "ens7": "10.99.2.10/24", "ens9": "10.99.4.10/24"} {
+			e.waitForAddress(link, cidr)
+		}
 		for _, src := range []string{"10.99.0.20", "10.99.1.10", "10.99.2.10", "10.99.4.10"} {
 			e.mustPing(src)
 		}
