@@ -179,33 +179,31 @@ func lagENI() lab.ENISpec {
 }
 
 // Scenario 1: the link first, the listing 3 s later, the keys over a further 2 s. The agent
-// must route the ENI soon after the last required key and configure nothing before it.
+// must route the ENI soon after the last required key and configure nothing before it. Three
+// fresh ENIs per backend, one after the other, for the figures.
 func TestLaggingAttachIsRoutedSoonAfterIMDSCompletesAndNeverHalfConfigured(t *testing.T) {
 	var all []time.Duration
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), secondENI(), lagENI()}})
+		late := []lab.ENISpec{lagENI(),
+			{Slot: 3, Name: "ens8", MAC: "02:00:00:00:08:08", DeviceNumber: 3, PrivateIPs: []string{"10.99.3.10"}},
+			{Slot: 4, Name: "ens9", MAC: "02:00:00:00:09:09", DeviceNumber: 4, PrivateIPs: []string{"10.99.4.10"}},
+		}
+		e := newEnv(t, bc, envOptions{enis: append([]lab.ENISpec{primaryENI(), secondENI()}, late...)})
 		e.startAgent()
 		e.waitRule(ens6Rule10, true)
 
-		probe := lagProbe{iface: "ens7", table: 10002, src: "10.99.2.10"}
 		// Six keys 2 s/6 apart; subnet-ipv4-cidr-block is the last one a route needs.
 		script := lab.Lagging(3*time.Second, 2*time.Second/6)
-		const rounds = 3
-		for round := range rounds {
+		for _, spec := range late {
+			probe := lagProbe{iface: spec.Name, table: 10000 + spec.DeviceNumber, src: spec.PrivateIPs[0]}
 			d := e.watchLaggingAttach(probe, script, core.KeySubnetIPv4CIDR)
 			if t.Failed() {
 				return
 			}
-			t.Logf("round %d: last required IMDS key -> routed: %v", round, d.Round(time.Millisecond))
+			t.Logf("%s: last required IMDS key -> routed: %v", spec.Name, d.Round(time.Millisecond))
 			all = append(all, d)
-			e.mustPing("10.99.2.10")
-			e.waitAltnames("ens7", "eni-00000000000000002", "device-number-2.0")
-			if round < rounds-1 {
-				_, err := e.l.DetachLagging(context.Background(), "ens7", 100*time.Millisecond)
-				must(t, err)
-				e.waitRule(ens7Rule, false)
-				e.waitFor("ens7's files removed", func() (bool, error) { return len(e.filesOf("ens7")) == 0, nil })
-			}
+			e.mustPing(probe.src)
+			e.waitAltnames(spec.Name, fmt.Sprintf("eni-%017d", spec.Slot), fmt.Sprintf("device-number-%d.0", spec.DeviceNumber))
 		}
 	})
 	if len(all) > 0 {
