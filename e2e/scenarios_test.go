@@ -57,6 +57,9 @@ func TestBootWithTwoENIsRoutesEveryAddressThroughItsENI(t *testing.T) {
 		}
 		e.waitAltnames("ens5", "eni-00000000000000000", "device-number-0.0")
 		e.waitAltnames("ens6", "eni-00000000000000001", "device-number-1.0")
+		// networkd and NetworkManager may re-acquire ens6's lease when the agent's configuration
+		// replaces theirs; a ping from an address the link does not have yet proves nothing.
+		e.waitForAddress("ens6", "10.99.1.10/24")
 		unpin = e.pinMainDefaultViaPrimary() // the negative control's preference: rules must win over it
 		for _, src := range []string{"10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20"} {
 			e.mustPing(src)
