@@ -1,6 +1,7 @@
 package imds_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/fakeimds"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
 // getCounter counts the GETs per path that reach the fake.
@@ -61,6 +64,35 @@ func TestMixedNetworkCardTreeFallsBackToCardZero(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" || len(inst.Problems) != 0 {
 		t.Errorf("ENIs and their cards (-want +got):\n%s\nproblems: %v", diff, inst.Problems)
+	}
+	if again := gets.keysReadMoreThanOnce(); len(again) != 0 {
+		t.Errorf("the wait re-read keys it already had: %v", again)
+	}
+}
+
+// An ENI IMDS fills in key by key (fakeimds.AttachSteps) is complete at the end of one Snapshot,
+// and the wait fetched every key once: the listing tells which keys arrived, only those are
+// read.
+func TestSnapshotFollowsAnENIPropagatingKeyByKey(t *testing.T) {
+	gets := &getCounter{n: map[string]int{}}
+	l := startFake(t, "imds-dual-stack.json", gets.wrap)
+	const late = "02:00:00:00:07:07"
+	keys := map[string]scenario.Value{
+		"device-number": {"2"}, "interface-id": {"eni-00000000000000007"},
+		"local-ipv4s": {"10.0.2.7"}, "subnet-ipv4-cidr-block": {"10.0.2.0/24"},
+	}
+	l.fake.Apply(fakeimds.Step{MAC: late, Action: fakeimds.Publish}) // listed, no keys yet
+	played := make(chan error, 1)
+	go func() {
+		played <- l.fake.Play(context.Background(), fakeimds.AttachSteps(late, keys, 0, 100*time.Millisecond), nil)
+	}()
+	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 5 * time.Second; o.MaxBackoff = 50 * time.Millisecond })
+	inst := snapshot(t, c, nil)
+	if err := <-played; err != nil {
+		t.Fatal(err)
+	}
+	if e := findENI(t, inst, late); e.DeviceNumber != 2 || len(inst.Problems) != 0 {
+		t.Errorf("late ENI %+v, problems %v", e, inst.Problems)
 	}
 	if again := gets.keysReadMoreThanOnce(); len(again) != 0 {
 		t.Errorf("the wait re-read keys it already had: %v", again)
