@@ -398,10 +398,10 @@ func TestKnownENIDirectory404ThenNewIPIsConfiguredSoonAfter(t *testing.T) {
 		if !e.hasRule(ens6Rule20) {
 			t.Logf("note: ens6's rules were removed during the 404 window: %v", e.rules())
 		}
+		added := time.Now() // UpdateIMDS returns after the VPC's DHCP and check follow, which takes a while
 		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
 			s.Interfaces[mac][core.KeyLocalIPv4s] = append(s.Interfaces[mac][core.KeyLocalIPv4s], "10.99.1.30")
 		}))
-		added := time.Now()
 		want := rule{Priority: 10001, Table: 10001, From: "10.99.1.30/32"}
 		if err := e.l.WaitFor(context.Background(), "10.99.1.30 configured", routedBound, func() (bool, error) {
 			return e.hasRule(want) && slices.Contains(e.addresses("ens6"), "10.99.1.30/32"), nil
