@@ -82,14 +82,14 @@ func (s lagSample) routed(p lagProbe) bool {
 	})
 }
 
-// touched reports what of the ENI's configuration exists at all.
+// touched reports whether any of the ENI's configuration exists.
 func (s lagSample) touched() bool { return len(s.files) > 0 || s.rule || len(s.routes) > 0 }
 
 // watchLaggingAttach attaches probe.iface with script and samples its state every 25 ms until
 // it is routed or routedBound after the last step. It fails the test if the ENI was touched
 // before IMDS had its last required key (a file with a guessed device number, a rule pointing at
-// an empty table), or if a file of it does not name its table. It returns the time from the last required key to
-// routed, or 0 when it was not routed.
+// an empty table), or if its files do not name its table. It returns the time from the last
+// required key to routed, or 0 when it was not routed.
 func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired string) time.Duration {
 	e.t.Helper()
 	type result struct {
@@ -112,8 +112,8 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for routedAt.IsZero() {
-		now := time.Now()
 		s := probe.sample(e)
+		now := time.Now() // after the sample: what it saw existed by then
 		samples = append(samples, seen{now, s})
 		if s.routed(probe) {
 			routedAt = now
