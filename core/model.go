@@ -15,6 +15,10 @@ type RawInstance struct {
 	PrimaryMAC string
 	// ENIs maps a MAC (as listed under network/interfaces/macs/) to its keys.
 	ENIs map[string]map[string]string
+	// AssumeCardZero lists the MACs whose network-card key the reader has waited for long
+	// enough: on a multi-card instance they are taken as card 0 where that slot is free, as
+	// amazon-ec2-net-utils's _get_network_card answers 0 once its retries run out.
+	AssumeCardZero []string
 }
 
 // IMDS keys read for every ENI, relative to network/interfaces/macs/<mac>/.

@@ -27,10 +27,12 @@ const maxDeviceNumber = SlotsPerCard - 1
 //   - a required key that is missing or empty makes it ProblemNotPropagated: device-number,
 //     interface-id, and the addresses with their subnet (local-ipv4s with subnet-ipv4-cidr-block,
 //     or for an IPv6-only subnet ipv6s with subnet-ipv6-cidr-blocks), ipv6s without
-//     subnet-ipv6-cidr-blocks, and network-card when another ENI of the instance has one;
+//     subnet-ipv6-cidr-blocks, and network-card when another ENI of the instance has one, unless
+//     the ENI is the primary (always card 0) or in RawInstance.AssumeCardZero;
 //   - a non-primary ENI on device 0 of card 0 is not propagated: IMDS reports 0 until it knows
 //     better (amazon-ec2-net-utils #90). The primary is the ENI whose MAC is meta-data/mac;
-//   - ENIs claiming the same (network card, device number) are not propagated, except the primary.
+//   - ENIs claiming the same (network card, device number) are not propagated, except the primary;
+//     an ENI on card 0 only by AssumeCardZero yields the slot to any ENI that claims it.
 //
 // An empty value counts as missing: IMDS has served empty bodies for keys still propagating
 // (amazon-ec2-net-utils #153, #162), and an empty list must never look like "no addresses".
@@ -56,6 +58,13 @@ func ParseInstance(raw RawInstance) (Instance, error) {
 	}
 	slices.Sort(dirs)
 
+	assumed := make(map[string]bool, len(raw.AssumeCardZero))
+	for _, dir := range raw.AssumeCardZero {
+		if mac, ok := normalMAC(dir); ok {
+			assumed[mac] = true
+		}
+	}
+	fallback := map[string]bool{}              // MACs on card 0 only by assumption
 	seen := make(map[string]string, len(dirs)) // MAC -> directory name it was read from
 	for _, dir := range dirs {
 		mac, ok := normalMAC(dir)
@@ -70,14 +79,20 @@ func ParseInstance(raw RawInstance) (Instance, error) {
 			continue
 		}
 		seen[mac] = dir
-		eni, problem := parseENI(mac, raw.ENIs[dir], mac == primary, multiCard)
+		// The primary is card 0 whatever the other ENIs say (amazon-ec2-net-utils does the same).
+		needCard := multiCard && mac != primary && !assumed[mac]
+		eni, problem := parseENI(mac, raw.ENIs[dir], mac == primary, needCard)
 		if problem != nil {
 			inst.Problems = append(inst.Problems, *problem)
 			continue
 		}
+		if multiCard && strings.TrimSpace(raw.ENIs[dir][KeyNetworkCard]) == "" && mac != primary {
+			fallback[mac] = true
+		}
 		inst.ENIs = append(inst.ENIs, eni)
 	}
 
+	inst.ENIs, inst.Problems = dropFallbackConflicts(inst.ENIs, inst.Problems, fallback)
 	inst.ENIs, inst.Problems = dropSlotConflicts(inst.ENIs, inst.Problems, primary)
 
 	slices.SortFunc(inst.ENIs, func(a, b ENI) int {
@@ -115,8 +130,36 @@ func dropSlotConflicts(enis []ENI, problems []ENIProblem, primary string) ([]ENI
 	return kept, problems
 }
 
+// dropFallbackConflicts moves ENIs on card 0 only by assumption to the problems when another ENI
+// claims the same slot: that one's claim rests on IMDS's word, the fallback's on a guess.
+func dropFallbackConflicts(enis []ENI, problems []ENIProblem, fallback map[string]bool) ([]ENI, []ENIProblem) {
+	if len(fallback) == 0 {
+		return enis, problems
+	}
+	holders := map[int][]string{}
+	for _, e := range enis {
+		if !fallback[e.MAC] {
+			s := Slot(e.NetworkCard, e.DeviceNumber)
+			holders[s] = append(holders[s], e.MAC)
+		}
+	}
+	kept := make([]ENI, 0, len(enis))
+	for _, e := range enis {
+		taken := holders[Slot(e.NetworkCard, e.DeviceNumber)]
+		if !fallback[e.MAC] || len(taken) == 0 {
+			kept = append(kept, e)
+			continue
+		}
+		problems = append(problems, ENIProblem{MAC: e.MAC, Kind: ProblemNotPropagated,
+			Reason: fmt.Sprintf("%s: network-card never appeared in IMDS, and its fallback, device-number %d on network-card 0, is taken by %s",
+				e.MAC, e.DeviceNumber, strings.Join(taken, ", "))})
+	}
+	return kept, problems
+}
+
 // parseENI reads one MAC directory. It returns either a complete ENI or the reason it has none.
-func parseENI(mac string, keys map[string]string, primary, multiCard bool) (ENI, *ENIProblem) {
+// needCard says that network-card must be present (other ENIs have it, and no fallback applies).
+func parseENI(mac string, keys map[string]string, primary, needCard bool) (ENI, *ENIProblem) {
 	r := eniReader{mac: mac, keys: keys}
 	eni := ENI{MAC: mac}
 
@@ -166,7 +209,7 @@ func parseENI(mac string, keys map[string]string, primary, multiCard bool) (ENI,
 	if v6 && !sub6 {
 		missing = append(missing, "ipv6s is present but subnet-ipv6-cidr-blocks is not")
 	}
-	if multiCard && !r.has(KeyNetworkCard) {
+	if needCard && !r.has(KeyNetworkCard) {
 		missing = append(missing, "network-card is not in IMDS yet, although other ENIs of this instance have it")
 	}
 	if len(missing) == 0 && !primary && eni.NetworkCard == 0 && eni.DeviceNumber == 0 {

@@ -55,6 +55,11 @@ func TestBootWithTwoENIsRoutesEveryAddressThroughItsENI(t *testing.T) {
 		if slices.ContainsFunc(e.rules(), func(r rule) bool { return r.Priority == 10000 }) {
 			t.Errorf("the primary ENI got source rules; it must not (Docker bridge hairpin): %v", e.rules())
 		}
+		e.waitAltnames("ens5", "eni-00000000000000000", "device-number-0.0")
+		e.waitAltnames("ens6", "eni-00000000000000001", "device-number-1.0")
+		// networkd and NetworkManager may re-acquire ens6's lease when the agent's configuration
+		// replaces theirs; a ping from an address the link does not have yet proves nothing.
+		e.waitForAddress("ens6", "10.99.1.10/24")
 		unpin = e.pinMainDefaultViaPrimary() // the negative control's preference: rules must win over it
 		for _, src := range []string{"10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20"} {
 			e.mustPing(src)
@@ -83,6 +88,7 @@ func TestHotAttachedENIIsRoutedAtOnce(t *testing.T) {
 		e.waitForAddress("ens7", "10.99.2.10/24")
 		t.Logf("attach -> DHCP address on ens7: %v", time.Since(start).Round(time.Millisecond))
 		e.mustPing("10.99.2.10")
+		e.waitAltnames("ens7", "eni-00000000000000002", "device-number-2.0")
 		e.assertForeignRulesIntact()
 	})
 }

@@ -55,6 +55,11 @@ type Options struct {
 	// PropagationTimeout is how long Snapshot keeps re-reading ENIs that IMDS has not fully
 	// propagated (default 30s, as cloud-init and amazon-ec2-net-utils wait).
 	PropagationTimeout time.Duration
+	// NetworkCardTimeout is how long a secondary ENI without network-card is waited for, on an
+	// instance where other ENIs have the key, before it is taken as card 0 where that slot is free
+	// (default 12s, amazon-ec2-net-utils's 12 tries 1 s apart once an ENI has shown the key;
+	// never more than PropagationTimeout). The primary is card 0 without waiting.
+	NetworkCardTimeout time.Duration
 	// Concurrency is how many requests one read has in flight at once (default 4). IMDS limits
 	// each ENI to 1024 packets per second; a handful in flight is far below that.
 	Concurrency int
@@ -69,6 +74,9 @@ const (
 	DefaultMaxAttempts        = 4
 	DefaultMaxBackoff         = time.Second
 	DefaultPropagationTimeout = 30 * time.Second
+	// DefaultNetworkCardTimeout is amazon-ec2-net-utils' retry budget for network-card before it
+	// takes card 0 (lib.sh _get_network_card).
+	DefaultNetworkCardTimeout = 12 * time.Second
 )
 
 func (o Options) withDefaults() Options {
@@ -80,6 +88,8 @@ func (o Options) withDefaults() Options {
 	def(&o.Timeout, DefaultTimeout)
 	def(&o.MaxBackoff, DefaultMaxBackoff)
 	def(&o.PropagationTimeout, DefaultPropagationTimeout)
+	def(&o.NetworkCardTimeout, DefaultNetworkCardTimeout)
+	o.NetworkCardTimeout = min(o.NetworkCardTimeout, o.PropagationTimeout)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = DefaultMaxAttempts
 	}
@@ -107,6 +117,10 @@ type Client struct {
 	// PropagationTimeout, and not again on every later read.
 	mu           sync.Mutex
 	pendingSince map[string]time.Time
+	// cardMissingSince remembers when each secondary ENI was first read without network-card
+	// on a multi-card instance, for NetworkCardTimeout; kept while the MAC stays listed, so a
+	// later full read does not take its fallback back.
+	cardMissingSince map[string]time.Time
 }
 
 // New builds a client. It sends nothing: the first request goes out with the first read.
@@ -185,10 +199,10 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 	return r.raw, nil
 }
 
-// Snapshot reads and validates every ENI. ENIs IMDS has not fully propagated are re-read (only
-// those, with backoff) until they are complete or PropagationTimeout has passed, then returned
-// in Instance.Problems: a slow ENI is reported, it is not an error. The wait also ends one
-// request timeout before ctx's deadline, so a caller with a deadline gets its snapshot.
+// Snapshot reads and validates every ENI. ENIs IMDS has not fully propagated are polled (their
+// listings and missing keys only, with backoff) until they are complete or PropagationTimeout has
+// passed, then returned in Instance.Problems: a slow ENI is reported, it is not an error. The wait
+// also ends one request timeout before ctx's deadline, so a caller with a deadline gets its snapshot.
 //
 // On error the returned Instance is the zero value, never a partial one. The caller must keep
 // its previous snapshot and not act on the failed read.
@@ -244,9 +258,10 @@ func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(pending, ", "), err)
 		}
 		wait = min(2*wait, c.opts.MaxBackoff)
-		if err := c.readENIs(ctx, &r, pending, reusable(reuse)); err != nil {
+		if err := c.pollENIs(ctx, &r, pending); err != nil {
 			return core.Instance{}, err
 		}
+		c.assumeCardZero(&r.raw)
 		if inst, err = r.parse(); err != nil {
 			return core.Instance{}, err
 		}
@@ -306,10 +321,47 @@ func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error
 	if err := c.readENIs(ctx, &r, dirs, reusable(reuse)); err != nil {
 		return reading{}, err
 	}
+	c.assumeCardZero(&r.raw)
 	return r, nil
 }
 
-// readENIs (re)reads the MAC directories dirs into r: first each directory's listing, then only
+// assumeCardZero fills raw.AssumeCardZero: the secondary ENIs of a multi-card instance that have
+// been read without network-card for NetworkCardTimeout.
+func (c *Client) assumeCardZero(raw *core.RawInstance) {
+	multiCard := false
+	for _, keys := range raw.ENIs {
+		if strings.TrimSpace(keys[core.KeyNetworkCard]) != "" {
+			multiCard = true
+		}
+	}
+	primary := normMAC(raw.PrimaryMAC)
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	since := make(map[string]time.Time, len(raw.ENIs))
+	raw.AssumeCardZero = nil
+	for dir, keys := range raw.ENIs {
+		mac := normMAC(dir)
+		first, seen := c.cardMissingSince[mac]
+		if seen {
+			since[mac] = first
+		}
+		if !multiCard || mac == primary || strings.TrimSpace(keys[core.KeyNetworkCard]) != "" {
+			continue
+		}
+		if !seen {
+			first = now
+			since[mac] = now
+		}
+		if now.Sub(first) >= c.opts.NetworkCardTimeout {
+			raw.AssumeCardZero = append(raw.AssumeCardZero, dir)
+		}
+	}
+	slices.Sort(raw.AssumeCardZero)
+	c.cardMissingSince = since
+}
+
+// readENIs reads the MAC directories dirs into r: first each directory's listing, then only
 // the keys it lists, skipping those reuse supplies.
 func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse map[string]core.ENI) error {
 	// A refresh that reuses a snapshot is a handful of small requests, and nobody waits for it:
@@ -377,6 +429,96 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 		}
 		return nil
 	})
+}
+
+// pollENIs re-reads ENIs that are waited for: each one's listing, then only the listed keys it
+// has no value for yet (404, empty, newly listed), plus device-number and network-card where
+// their values are what keeps the ENI pending. Keys it already holds are not fetched again: an
+// ENI waiting for one key costs one or two requests per round, not its whole directory.
+func (c *Client) pollENIs(ctx context.Context, r *reading, dirs []string) error {
+	doubt := numberingInDoubt(r.raw)
+	var mu sync.Mutex
+	type job struct{ dir, key string }
+	var jobs []job
+	err := forEach(ctx, c.opts.Concurrency, dirs, func(ctx context.Context, dir string) error {
+		body, found, err := c.get(ctx, macPath(dir, ""))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !found {
+			c.log.Debug("ENI vanished from IMDS while being waited for", "mac", dir)
+			delete(r.raw.ENIs, dir)
+			delete(r.unsettled, dir)
+			return nil
+		}
+		listed := listLines(body)
+		prev := r.raw.ENIs[dir]
+		keys := map[string]string{}
+		for _, key := range core.ENIKeys {
+			if !slices.Contains(listed, key) {
+				continue // withdrawn or not there yet: absent
+			}
+			renumber := doubt[dir] && (key == core.KeyDeviceNumber || key == core.KeyNetworkCard)
+			if v := prev[key]; strings.TrimSpace(v) != "" && !renumber {
+				keys[key] = v
+				continue
+			}
+			jobs = append(jobs, job{dir, key})
+		}
+		r.raw.ENIs[dir] = keys
+		delete(r.unsettled, dir)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return forEach(ctx, c.opts.Concurrency, jobs, func(ctx context.Context, j job) error {
+		body, found, err := c.get(ctx, macPath(j.dir, j.key))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if found {
+			r.raw.ENIs[j.dir][j.key] = body
+		} else {
+			r.unsettled[j.dir] = append(r.unsettled[j.dir], j.key)
+		}
+		return nil
+	})
+}
+
+// numberingInDoubt returns the MAC directories whose device-number and network-card values
+// keep them pending: a secondary on device 0 of card 0 (amazon-ec2-net-utils #90), or two ENIs
+// on one slot. Those two keys are re-read while waiting although they have values.
+func numberingInDoubt(raw core.RawInstance) map[string]bool {
+	primary := normMAC(raw.PrimaryMAC)
+	doubt := map[string]bool{}
+	bySlot := map[[2]string][]string{}
+	for dir, keys := range raw.ENIs {
+		dev, card := strings.TrimSpace(keys[core.KeyDeviceNumber]), strings.TrimSpace(keys[core.KeyNetworkCard])
+		if dev == "" {
+			continue
+		}
+		if card == "" {
+			card = "0"
+		}
+		if dev == "0" && card == "0" && normMAC(dir) != primary {
+			doubt[dir] = true
+		}
+		slot := [2]string{card, dev}
+		bySlot[slot] = append(bySlot[slot], dir)
+	}
+	for _, dirs := range bySlot {
+		if len(dirs) > 1 {
+			for _, d := range dirs {
+				doubt[d] = true
+			}
+		}
+	}
+	return doubt
 }
 
 // parse validates the reading; an ENI with unsettled keys is not propagated whatever the

@@ -1,6 +1,7 @@
 // Package fakeimds is an IMDSv2-only fake of the EC2 instance metadata service, serving a
 // scenario (internal/scenario) with the faults a real IMDS shows: propagation 404s, throttling,
-// 5xx, slow answers, expired tokens and an unreachable endpoint. Unit tests run it on loopback
+// 5xx, slow answers, expired tokens and an unreachable endpoint; and, in timeline.go, EC2's timing
+// (an attached ENI's directory listed after a delay, its keys one by one, keys withdrawn on detach). Unit tests run it on loopback
 // with httptest; the lab runs it on 169.254.169.254 inside the VPC network namespace.
 package fakeimds
 

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -33,6 +34,9 @@ type ENISpec struct {
 	IPv4Prefixes []string
 	// Attached attaches the ENI right away (see Attach).
 	Attached bool
+	// OmitNetworkCard leaves network-card out of IMDS (it then answers 404), as for the
+	// primary and some card-0 ENIs of multi-card instances whose other ENIs have the key.
+	OmitNetworkCard bool
 }
 
 type eni struct {
@@ -107,6 +111,9 @@ func (l *Lab) AddENI(spec ENISpec) error {
 		}
 	}
 	e := &eni{spec: spec, mac: spec.MAC, keys: eniKeys(spec)}
+	if spec.OmitNetworkCard {
+		delete(e.keys, core.KeyNetworkCard)
+	}
 	if err := l.createVeth(e); err != nil {
 		return err
 	}

@@ -158,7 +158,8 @@ func (l *Lab) writeHosts() error {
 	var lines []string
 	for _, e := range l.enis {
 		keys := e.keys
-		if live, ok := sc.Interfaces[e.mac]; ok {
+		// While IMDS still propagates an attach, DHCP already knows the ENI (as on EC2).
+		if live, ok := sc.Interfaces[e.mac]; ok && len(live[core.KeyLocalIPv4s]) > 0 {
 			keys = live
 		}
 		ips := keys[core.KeyLocalIPv4s]
