@@ -18,7 +18,7 @@ func newApplyCommand(g *globals) *cobra.Command {
 		Long: `apply does what the daemon does at start: read IMDS and the links, plan, and have the
 backend write what differs (and reload its manager only if something changed). With --dry-run it
 prints what would change and changes nothing.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := g.agent(cmd, backends.Options{DryRun: dryRun})
 			if err != nil {

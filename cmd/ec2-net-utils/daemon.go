@@ -24,7 +24,7 @@ link events (attach, detach, rename) and acts at once, polls IMDS every refresh_
 secondary addresses and prefixes (writing and reloading nothing when nothing changed), and
 restores source rules someone else deleted. It tells systemd when it is ready (Type=notify) and
 stops cleanly on SIGTERM.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if os.Getenv("GOMAXPROCS") == "" {

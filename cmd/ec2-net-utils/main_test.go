@@ -52,6 +52,12 @@ func TestBadInputExitsTwoAndNamesTheProblem(t *testing.T) {
 		{"missing config file named explicitly", []string{"plan", "--config", filepath.Join(dir, "nope.conf")}, []string{"nope.conf"}},
 		{"unknown backend on the command line", []string{"plan", "--config", filepath.Join(dir, "none"), "--backend", "wicked"}, []string{"backend", "wicked"}},
 		{"unknown flag", []string{"plan", "--frobnicate"}, []string{"frobnicate"}},
+		{"unknown flag of the root command", []string{"--frobnicate"}, []string{"frobnicate"}},
+		{"flag without its value", []string{"plan", "--config"}, []string{"config"}},
+		{"unknown command", []string{"frobnicate"}, []string{"frobnicate"}},
+		{"extra argument to plan", []string{"plan", "extra"}, []string{"extra"}},
+		{"extra argument to version", []string{"version", "extra"}, []string{"extra"}},
+		{"extra argument to daemon", []string{"daemon", "extra"}, []string{"extra"}},
 	}
 	empty := filepath.Join(dir, "none")
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
