@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -121,13 +122,23 @@ func (v *validator) drivers(key string, drivers []string) {
 	}
 }
 
-// exclude accepts interface names and MACs. The kernel forbids ':' in interface names, so an
-// entry with a colon must be a MAC: a typo there is reported instead of silently matching nothing.
+// exclude accepts interface names, shell patterns of names (path.Match: "eth*", "ens[5-7]") and
+// MACs. The kernel forbids ':' in interface names, so an entry with a colon must be a MAC: a typo
+// there is reported instead of silently matching nothing. MACs are matched exactly, never as
+// patterns.
 func (v *validator) exclude(key string, entries []string) {
 	for i, e := range entries {
 		if strings.Contains(e, ":") {
 			if mac, err := net.ParseMAC(e); err != nil || len(mac) != 6 {
 				v.fail(key, "element %d: %q is not a MAC address; want six hex bytes such as \"0a:1b:2c:3d:4e:5f\"", i+1, e)
+			}
+			continue
+		}
+		if strings.ContainsAny(e, `*?[\`) {
+			if _, err := path.Match(e, ""); err != nil {
+				v.fail(key, "element %d: %q is not a valid pattern: %v", i+1, e, err)
+			} else if strings.ContainsFunc(e, isSpaceOrSlash) {
+				v.fail(key, "element %d: %q matches no interface name: names contain no spaces or slashes", i+1, e)
 			}
 			continue
 		}

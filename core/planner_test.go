@@ -194,6 +194,25 @@ func TestPlanScenarios(t *testing.T) {
 			t.Errorf("ignored = %+v, want ens6 and ens7", p.Ignored)
 		}
 	})
+	t.Run("exclude takes globs for names, MACs exactly", func(t *testing.T) {
+		sc, err := scenario.Load("../testdata/scenarios/excluded.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, err := core.ParseInstance(sc.Raw())
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := core.DefaultPlanOptions()
+		opts.Exclude = []string{"ens[67]", "02:00:00:00:05:0*"}
+		p := core.NewPlan(inst, sc.CoreLinks(), opts)
+		if got := names(p); !cmp.Equal(got, []string{"ens5"}) {
+			t.Errorf("planned %v, want [ens5]: a MAC entry is not a pattern", got)
+		}
+		if len(p.Ignored) != 2 {
+			t.Errorf("ignored = %+v, want ens6 and ens7", p.Ignored)
+		}
+	})
 	t.Run("a malformed value fails only its ENI", func(t *testing.T) {
 		p := planScenario(t, "../testdata/scenarios/invalid-value.json")
 		if got := names(p); !cmp.Equal(got, []string{"ens5"}) {

@@ -54,6 +54,7 @@ func TestBadInputExitsTwoAndNamesTheProblem(t *testing.T) {
 		{"unknown flag", []string{"plan", "--frobnicate"}, []string{"frobnicate"}},
 		{"unknown flag of the root command", []string{"--frobnicate"}, []string{"frobnicate"}},
 		{"flag without its value", []string{"plan", "--config"}, []string{"config"}},
+		{"config is a device", []string{"plan", "--config", "/dev/zero"}, []string{"/dev/zero", "not a regular file"}},
 		{"unknown command", []string{"frobnicate"}, []string{"frobnicate"}},
 		{"extra argument to plan", []string{"plan", "extra"}, []string{"extra"}},
 		{"extra argument to version", []string{"version", "extra"}, []string{"extra"}},
