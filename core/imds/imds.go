@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -506,11 +507,13 @@ func macPath(dir, key string) string {
 	return "network/interfaces/macs/" + strings.TrimSuffix(dir, "/") + "/" + key
 }
 
-// listLines splits a directory listing into names, dropping the trailing "/" of sub-directories.
+// listLines splits a directory listing into names, dropping the trailing "/" of sub-directories
+// and white space on both sides of it (found by FuzzListLines: "x /" must not be "x ").
 func listLines(body string) []string {
 	var out []string
 	for line := range strings.SplitSeq(body, "\n") {
-		if line = strings.TrimSuffix(strings.TrimSpace(line), "/"); line != "" {
+		line = strings.TrimRightFunc(strings.TrimSpace(line), func(r rune) bool { return r == '/' || unicode.IsSpace(r) })
+		if line != "" {
 			out = append(out, line)
 		}
 	}
