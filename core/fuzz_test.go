@@ -183,16 +183,18 @@ func checkPossible(t *testing.T, ifc core.InterfacePlan, e core.ENI) {
 		if !core.OwnsRule(r.Priority, r.Table) || r.Table != ifc.Table {
 			t.Errorf("%s: rule %+v outside the band or not in the ENI's table %d", ifc.Name, r, ifc.Table)
 		}
-		if r.Family == core.IPv4 && !within(r.From, ifc.SubnetIPv4) {
+		// Rules for addresses stay in the subnet; those for delegated prefixes need not (see
+		// checkPlannable).
+		if r.Family == core.IPv4 && r.From.IsSingleIP() && !within(r.From, ifc.SubnetIPv4) {
 			t.Errorf("%s: rule from %s outside subnet %s", ifc.Name, r.From, ifc.SubnetIPv4)
 		}
-		if r.Family == core.IPv6 && !slices.ContainsFunc(e.SubnetIPv6, func(s netip.Prefix) bool { return within(r.From, s) }) {
+		if r.Family == core.IPv6 && r.From.IsSingleIP() && !slices.ContainsFunc(e.SubnetIPv6, func(s netip.Prefix) bool { return within(r.From, s) }) {
 			t.Errorf("%s: rule from %s outside subnets %v", ifc.Name, r.From, e.SubnetIPv6)
 		}
 	}
 	for _, a := range ifc.Addresses {
-		if !within(a, ifc.SubnetIPv4) {
-			t.Errorf("%s: address %s outside subnet %s", ifc.Name, a, ifc.SubnetIPv4)
+		if !within(a, ifc.SubnetIPv4) && !slices.ContainsFunc(e.IPv4Prefixes, func(p netip.Prefix) bool { return within(a, p) }) {
+			t.Errorf("%s: address %s neither in subnet %s nor in a delegated prefix", ifc.Name, a, ifc.SubnetIPv4)
 		}
 	}
 	if max := len(e.LocalIPv4s) + 256*len(e.IPv4Prefixes); len(ifc.Addresses) > max {

@@ -191,10 +191,15 @@ func parseENI(mac string, keys map[string]string, primary, multiCard bool) (ENI,
 const maxSubnetBits = 28
 
 // checkPlannable rejects values that parse but describe a state no EC2 ENI has and whose plan
-// could not work: addresses and delegated prefixes outside the ENI's subnet (the source rule
-// would route them, the VPC would drop them), the subnet's own router as an address, a subnet
-// too small to hold its router. Only families whose subnet is known are checked: an ENI without
-// it is not propagated, and an IPv6-only ENI has no IPv4 subnet.
+// could not work: an address outside the ENI's subnet (the kernel would get an address it cannot
+// reach the router from, the VPC would drop its traffic), the subnet's network address or router
+// as an address, a subnet too small to hold its router. Only families whose subnet is known are
+// checked: an ENI without it is not propagated, and an IPv6-only ENI has no IPv4 subnet.
+//
+// Delegated prefixes are not checked against the subnet. EC2 delegates them from the subnet's
+// range, but a prefix elsewhere still makes a plan that works on the host (a source rule and, if
+// asked, addresses), and amazon-ec2-net-utils 1.x's test data, which the ifcfg goldens replay,
+// delegates prefixes from other ranges.
 func (r *eniReader) checkPlannable(e ENI) {
 	if sub := e.SubnetIPv4; sub.IsValid() {
 		if sub.Bits() > maxSubnetBits {
@@ -211,11 +216,6 @@ func (r *eniReader) checkPlannable(e ENI) {
 				r.bad(KeyLocalIPv4s, "%s is the subnet's router (its base address + 1)", a)
 			}
 		}
-		for _, p := range e.IPv4Prefixes {
-			if !inside(p, sub) {
-				r.bad(KeyIPv4Prefix, "%s is outside %s %s", p, KeySubnetIPv4CIDR, sub)
-			}
-		}
 	}
 	if subs := e.SubnetIPv6; len(subs) > 0 {
 		for _, a := range e.IPv6s {
@@ -223,17 +223,7 @@ func (r *eniReader) checkPlannable(e ENI) {
 				r.bad(KeyIPv6s, "%s is outside %s %s", a, KeySubnetIPv6CIDR, prefixesText(subs))
 			}
 		}
-		for _, p := range e.IPv6Prefixes {
-			if !slices.ContainsFunc(subs, func(s netip.Prefix) bool { return inside(p, s) }) {
-				r.bad(KeyIPv6Prefix, "%s is outside %s %s", p, KeySubnetIPv6CIDR, prefixesText(subs))
-			}
-		}
 	}
-}
-
-// inside reports whether prefix p lies within prefix outer.
-func inside(p, outer netip.Prefix) bool {
-	return p.Bits() >= outer.Bits() && outer.Contains(p.Addr())
 }
 
 func prefixesText(ps []netip.Prefix) string {

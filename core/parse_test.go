@@ -247,14 +247,8 @@ func TestParseInstanceProblems(t *testing.T) {
 			invalid(`subnet-ipv4-cidr-block: 10.0.1.6/32 is longer than /28, the smallest EC2 subnet`)},
 		{"/31 subnet", []edit{set(s, "subnet-ipv4-cidr-block", "10.0.1.6/31"), set(s, "local-ipv4s", "10.0.1.6")},
 			invalid(`subnet-ipv4-cidr-block: 10.0.1.6/31 is longer than /28, the smallest EC2 subnet`)},
-		{"delegated prefix outside the subnet", []edit{set(s, "ipv4-prefix", "10.0.1.16/28\n10.0.9.0/28")},
-			invalid(`ipv4-prefix: 10.0.9.0/28 is outside subnet-ipv4-cidr-block 10.0.1.0/24`)},
-		{"delegated prefix larger than the subnet", []edit{set(s, "ipv4-prefix", "10.0.0.0/16")},
-			invalid(`ipv4-prefix: 10.0.0.0/16 is outside subnet-ipv4-cidr-block 10.0.1.0/24`)},
 		{"IPv6 address outside its subnet", []edit{set(s, "ipv6s", "2600:1::6"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
 			invalid(`ipv6s: 2600:1::6 is outside subnet-ipv6-cidr-blocks 2600::/64`)},
-		{"IPv6 prefix outside its subnet", []edit{set(s, "ipv6s", "2600::6"), set(s, "ipv6-prefix", "2600:1::/80"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
-			invalid(`ipv6-prefix: 2600:1::/80 is outside subnet-ipv6-cidr-blocks 2600::/64`)},
 		{"IPv6-only ENI with an address outside its subnet", []edit{del(s, "local-ipv4s", "subnet-ipv4-cidr-block"), set(s, "ipv6s", "2600:1::6"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
 			invalid(`ipv6s: 2600:1::6 is outside subnet-ipv6-cidr-blocks 2600::/64`)},
 
@@ -355,8 +349,8 @@ func TestParseInstanceAccepts(t *testing.T) {
 				t.Errorf("got %+v", e)
 			}
 		}},
-		{"delegated prefixes and addresses inside their subnets, one of two IPv6 subnets each", func(r *core.RawInstance) {
-			r.ENIs[secondaryMAC]["ipv4-prefix"] = "10.0.1.16/28\n10.0.1.240/28"
+		{"addresses inside one of two IPv6 subnets each; delegated prefixes inside or not (1.x's test data)", func(r *core.RawInstance) {
+			r.ENIs[secondaryMAC]["ipv4-prefix"] = "10.0.1.16/28\n172.16.1.0/24"
 			r.ENIs[secondaryMAC]["ipv6s"] = "2600:1f14:abc:de00::6\n2600:1f14:abc:de01::6"
 			r.ENIs[secondaryMAC]["ipv6-prefix"] = "2600:1f14:abc:de01:1::/80"
 			r.ENIs[secondaryMAC]["subnet-ipv6-cidr-blocks"] = "2600:1f14:abc:de00::/64\n2600:1f14:abc:de01::/64"
