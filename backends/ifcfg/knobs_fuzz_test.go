@@ -11,16 +11,20 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
 
-// goldenFiles returns every file the golden tests hold: ifcfg, route, rule and dhclient files as
-// the agent writes them, and 1.x-style ones.
-func goldenFiles(f *testing.F) [][]byte {
+// goldenFiles returns the distinct files of the golden tests whose names start with prefix
+// (ifcfg-, route-, ...), as the agent writes them.
+func goldenFiles(f *testing.F, prefix string) [][]byte {
 	var out [][]byte
+	seen := map[string]bool{}
 	err := filepath.WalkDir("testdata", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), prefix) {
 			return err
 		}
 		b, err := os.ReadFile(path)
-		out = append(out, b)
+		if !seen[string(b)] {
+			seen[string(b)] = true
+			out = append(out, b)
+		}
 		return err
 	})
 	if err != nil || len(out) == 0 {
@@ -35,7 +39,7 @@ var knobSpellings = []string{"", "no", "yes", `"no"`, "'yes' # kept", "off", "1"
 // the shell's last assignment does, whatever comes before them (a line longer than bufio's
 // 64 KiB token limit included).
 func FuzzParseKnobs(f *testing.F) {
-	for _, b := range goldenFiles(f) {
+	for _, b := range goldenFiles(f, "ifcfg-") {
 		f.Add(b, uint8(1), uint8(2), uint8(0))
 	}
 	f.Add([]byte("# "+strings.Repeat("x", 70_000)+"\nEC2SYNC=yes\n"), uint8(1), uint8(0), uint8(0))
@@ -66,7 +70,7 @@ func FuzzParseKnobs(f *testing.F) {
 // FuzzOwnership: any file's header reads without panic; a file the agent wrote reads as
 // generated for its interface; changing one byte of its body makes it edited.
 func FuzzOwnership(f *testing.F) {
-	for _, b := range goldenFiles(f) {
+	for _, b := range append(goldenFiles(f, "ifcfg-"), goldenFiles(f, "rule")...) {
 		f.Add(b, "eth1", "DEVICE=eth1\nBOOTPROTO=dhcp", uint16(3))
 	}
 	f.Fuzz(func(t *testing.T, content []byte, iface, body string, flip uint16) {
