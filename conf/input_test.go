@@ -76,3 +76,14 @@ func TestExcludeTakesGlobsAndRejectsBadOnes(t *testing.T) {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 }
+
+// TestLongValuesAreQuotedTruncated: a value is quoted in an error up to 64 bytes, then its length.
+func TestLongValuesAreQuotedTruncated(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	path := writeConf(t, "backend = \""+long+"\"\n")
+	_, err := Load(path, true, []string{"EC2_NET_UTILS_IMDS_TIMEOUT=" + long})
+	msg := err.Error()
+	if strings.Count(msg, `"`+strings.Repeat("x", 64)+`"…(10000 bytes)`) != 2 || len(msg) > 600 {
+		t.Errorf("error of %d bytes, want both values cut at 64 bytes: %.700s", len(msg), msg)
+	}
+}
