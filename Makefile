@@ -38,6 +38,7 @@ test: lint fuzz-short
 # fix it and commit the file, which then stays a seed.
 FUZZ_TARGETS := \
 	./core:FuzzParseAndPlan \
+	./core:FuzzENIValue \
 	./core/imds:FuzzListLines \
 	./core/imds:FuzzBoundedBody \
 	./conf:FuzzLoad \

@@ -183,13 +183,19 @@ func checkPossible(t *testing.T, ifc core.InterfacePlan, e core.ENI) {
 		if !core.OwnsRule(r.Priority, r.Table) || r.Table != ifc.Table {
 			t.Errorf("%s: rule %+v outside the band or not in the ENI's table %d", ifc.Name, r, ifc.Table)
 		}
-		// Rules for addresses stay in the subnet; those for delegated prefixes need not (see
-		// checkPlannable).
-		if r.Family == core.IPv4 && r.From.IsSingleIP() && !within(r.From, ifc.SubnetIPv4) {
-			t.Errorf("%s: rule from %s outside subnet %s", ifc.Name, r.From, ifc.SubnetIPv4)
+		// Rules for addresses stay in the subnet; those for delegated prefixes need not, but
+		// never take a whole subnet (see checkPlannable).
+		subnets := e.SubnetIPv6
+		if r.Family == core.IPv4 {
+			subnets = []netip.Prefix{ifc.SubnetIPv4}
 		}
-		if r.Family == core.IPv6 && r.From.IsSingleIP() && !slices.ContainsFunc(e.SubnetIPv6, func(s netip.Prefix) bool { return within(r.From, s) }) {
-			t.Errorf("%s: rule from %s outside subnets %v", ifc.Name, r.From, e.SubnetIPv6)
+		inSubnet := slices.ContainsFunc(subnets, func(s netip.Prefix) bool { return within(r.From, s) })
+		isAddress := slices.Contains(e.LocalIPv4s, r.From.Addr()) || slices.Contains(e.IPv6s, r.From.Addr())
+		if r.From.IsSingleIP() && isAddress && !inSubnet {
+			t.Errorf("%s: rule from %s outside subnets %v", ifc.Name, r.From, subnets)
+		}
+		if slices.ContainsFunc(subnets, func(s netip.Prefix) bool { return within(s, r.From) }) {
+			t.Errorf("%s: rule from %s takes a whole subnet %v", ifc.Name, r.From, subnets)
 		}
 	}
 	for _, a := range ifc.Addresses {
@@ -212,4 +218,53 @@ func checkPossible(t *testing.T, ifc core.InterfacePlan, e core.ENI) {
 
 func within(p, outer netip.Prefix) bool {
 	return outer.IsValid() && p.Bits() >= outer.Bits() && outer.Contains(p.Addr())
+}
+
+// FuzzENIValue sets one key of a valid secondary ENI to an arbitrary value: the value parsers'
+// target. The ENI is then either valid (and survives the checks of FuzzParseAndPlan) or a
+// problem whose reason names the ENI and stays short, whatever the value's size; the primary is
+// planned either way (but for network-card).
+func FuzzENIValue(f *testing.F) {
+	for i, key := range core.ENIKeys {
+		f.Add(uint8(i), twoENIs().ENIs[secondaryMAC][key])
+	}
+	for _, v := range []string{"10.0.1.6\n10.0.1.300", "2600:1f14:abc:de00::6\n2600:1f14:abc:de00:0:0:0:7", "10.0.1.0/33",
+		"10.0.1.16/28\n10.0.1.32/28", "eni-0123456789abcdef0", "99", "-1", "10.0.1.6/32", strings.Repeat("1.2.3.4\n", 2000)} {
+		f.Add(uint8(0), v)
+		f.Add(uint8(3), v)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		raw := twoENIs()
+		key := core.ENIKeys[int(which)%len(core.ENIKeys)]
+		raw.ENIs[secondaryMAC][key] = value
+		if key == core.KeyIPv6s || key == core.KeyIPv6Prefix {
+			raw.ENIs[secondaryMAC][core.KeySubnetIPv6CIDR] = "2600:1f14:abc:de00::/56"
+		}
+		inst, err := core.ParseInstance(raw)
+		if err != nil {
+			t.Fatalf("ParseInstance: %v", err)
+		}
+		// (A network-card on one ENI makes the others wait for theirs: see ParseInstance.)
+		if key != core.KeyNetworkCard && !slices.ContainsFunc(inst.ENIs, func(e core.ENI) bool { return e.MAC == primaryMAC }) {
+			t.Fatalf("the primary ENI is not planned: %+v", inst)
+		}
+		for _, p := range inst.Problems {
+			if p.MAC == primaryMAC && key == core.KeyNetworkCard {
+				continue
+			}
+			if p.MAC != secondaryMAC || !strings.HasPrefix(p.Reason, secondaryMAC+": ") || len(p.Reason) > 2048 {
+				t.Fatalf("problem %.300q (%d bytes) does not name %s or is long", p.Reason, len(p.Reason), secondaryMAC)
+			}
+		}
+		checkRoundTrip(t, inst)
+		links := linksFor(raw)
+		plan := core.NewPlan(inst, links, core.DefaultPlanOptions())
+		enis := map[string]core.ENI{}
+		for _, e := range inst.ENIs {
+			enis[e.MAC] = e
+		}
+		for _, ifc := range plan.Interfaces {
+			checkPossible(t, ifc, enis[ifc.MAC])
+		}
+	})
 }

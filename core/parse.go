@@ -196,10 +196,10 @@ const maxSubnetBits = 28
 // as an address, a subnet too small to hold its router. Only families whose subnet is known are
 // checked: an ENI without it is not propagated, and an IPv6-only ENI has no IPv4 subnet.
 //
-// Delegated prefixes are not checked against the subnet. EC2 delegates them from the subnet's
-// range, but a prefix elsewhere still makes a plan that works on the host (a source rule and, if
-// asked, addresses), and amazon-ec2-net-utils 1.x's test data, which the ifcfg goldens replay,
-// delegates prefixes from other ranges.
+// Delegated prefixes need not lie in the subnet. EC2 delegates them from the subnet's range, but a
+// prefix elsewhere still makes a plan that works on the host (a source rule and, if asked,
+// addresses), and amazon-ec2-net-utils 1.x's test data, which the ifcfg goldens replay,
+// delegates prefixes from other ranges. A prefix holding the whole subnet is rejected.
 func (r *eniReader) checkPlannable(e ENI) {
 	if sub := e.SubnetIPv4; sub.IsValid() {
 		if sub.Bits() > maxSubnetBits {
@@ -216,11 +216,27 @@ func (r *eniReader) checkPlannable(e ENI) {
 				r.bad(KeyLocalIPv4s, "%s is the subnet's router (its base address + 1)", a)
 			}
 		}
+		r.prefixesBesides(KeyIPv4Prefix, e.IPv4Prefixes, []netip.Prefix{sub})
 	}
 	if subs := e.SubnetIPv6; len(subs) > 0 {
 		for _, a := range e.IPv6s {
 			if !slices.ContainsFunc(subs, func(s netip.Prefix) bool { return s.Contains(a) }) {
 				r.bad(KeyIPv6s, "%s is outside %s %s", a, KeySubnetIPv6CIDR, prefixesText(subs))
+			}
+		}
+		r.prefixesBesides(KeyIPv6Prefix, e.IPv6Prefixes, subs)
+	}
+}
+
+// prefixesBesides rejects a delegated prefix that holds a whole subnet of the ENI (0.0.0.0/0,
+// found by FuzzENIValue, or the subnet itself): its source rule would send every address of the
+// subnet, other ENIs' included, through this ENI's table. EC2 delegates /28s and /80s.
+func (r *eniReader) prefixesBesides(key string, prefixes, subnets []netip.Prefix) {
+	for _, p := range prefixes {
+		for _, sub := range subnets {
+			if p.Bits() <= sub.Bits() && p.Contains(sub.Addr()) {
+				r.bad(key, "%s contains the whole subnet %s: its source rule would take the subnet's traffic", p, sub)
+				break
 			}
 		}
 	}
