@@ -131,3 +131,23 @@ func TestPlanFailsWhenIMDSIsUnreachable(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want %d and an error about IMDS", code, stderr, exitFailure)
 	}
 }
+
+// TestPlanWithAnOversizeIMDSValueFailsBriefly: a 100 MB value is neither read whole nor echoed.
+func TestPlanWithAnOversizeIMDSValueFailsBriefly(t *testing.T) {
+	sc, err := scenario.Load("../../testdata/scenarios/primary-and-secondary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakeimds.New(sc)
+	fake.Oversize("local-ipv4s", 100<<20)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	conf := filepath.Join(t.TempDir(), "ec2-net-utils.conf")
+	if err := os.WriteFile(conf, []byte("backend = \"networkd\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "plan", "--config", conf, "--imds-endpoint", srv.URL)
+	if code != exitFailure || !strings.Contains(stderr, "/local-ipv4s: ") || len(stderr)+len(out) > 1024 {
+		t.Errorf("exit %d, %d bytes of output, stderr %.400q; want %d and a short error naming local-ipv4s", code, len(stderr)+len(out), stderr, exitFailure)
+	}
+}
