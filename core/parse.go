@@ -403,16 +403,19 @@ const maxQuoted = 64
 // QuoteValue quotes a value from IMDS (or a configuration file) for an error message, cut after
 // maxQuoted bytes with its full length appended: "xxxx…"…(10000 bytes).
 func QuoteValue(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:maxQuoted]) + fmt.Sprintf("…(%d bytes)", len(s))
+	head, rest := cut(s)
+	return strconv.Quote(head) + rest
 }
 
 // truncate shortens a value used as an identifier (a listed MAC directory that is not a MAC).
 func truncate(s string) string {
+	head, rest := cut(s)
+	return head + rest
+}
+
+func cut(s string) (head, rest string) {
 	if len(s) <= maxQuoted {
-		return s
+		return s, ""
 	}
-	return s[:maxQuoted] + fmt.Sprintf("…(%d bytes)", len(s))
+	return s[:maxQuoted], fmt.Sprintf("…(%d bytes)", len(s))
 }
