@@ -15,7 +15,7 @@ STATICCHECK_VERSION ?= v0.8.2
 # The backend (and network manager) the demo and the benchmark run: networkd, networkmanager, ifcfg.
 BACKEND   ?= networkd
 
-.PHONY: all build agent test unit-test lab-test lint fmt demo bench clean install dist rpm deb package-test
+.PHONY: all build agent test unit-test lab-test lint fmt fuzz fuzz-short demo bench clean install dist rpm deb package-test
 
 all: build
 
@@ -29,8 +29,39 @@ agent:
 # Unit tests need no root; lab tests (real systemd-networkd, NetworkManager and dhclient in
 # network namespaces) run as root and skip with a message otherwise. -p 1 keeps the lab suites
 # from fighting over 2 cores.
-test: lint
+test: lint fuzz-short
 	$(GO) test -count=1 -p 1 -timeout 15m ./...
+
+# Go native fuzz targets, package:function. Their seed corpora (the goldens, scenarios and every
+# past finding, kept under testdata/fuzz/) also run as plain tests in `go test`. `make test` fuzzes
+# each briefly; `make fuzz` longer. A finding is written to the package's testdata/fuzz/<target>/:
+# fix it and commit the file, which then stays a seed.
+FUZZ_TARGETS := \
+	./core:FuzzParseAndPlan \
+	./core:FuzzENIValue \
+	./core/imds:FuzzListLines \
+	./core/imds:FuzzBoundedBody \
+	./conf:FuzzLoad \
+	./backends/ifcfg:FuzzParseKnobs \
+	./backends/ifcfg:FuzzOwnership \
+	./backends/networkd:FuzzStateValue \
+	./backends/networkmanager:FuzzMerge
+FUZZTIME       ?= 60s
+FUZZTIME_SHORT ?= 3s
+
+# go test takes one -fuzz pattern per run, hence the loop.
+define run-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t##*:} in $${t%%:*} for $(1)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(1) $${t%%:*}; \
+	done
+endef
+
+fuzz-short:
+	$(call run-fuzz,$(FUZZTIME_SHORT))
+
+fuzz:
+	$(call run-fuzz,$(FUZZTIME))
 
 unit-test:
 	$(GO) test -count=1 -short ./...

@@ -1,13 +1,16 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/toml/v2"
@@ -103,24 +106,36 @@ func rank(e *Error) int {
 	}
 }
 
+// maxFileBytes bounds the configuration file. The annotated example is about 6 KiB; a file of
+// 1 MiB is no configuration, and reading /dev/zero without a bound ends with the OOM killer.
+const maxFileBytes = 1 << 20
+
+// utf8BOM is what some editors put at the start of a UTF-8 file. TOML does not allow it, but the
+// user meant nothing by it.
+const utf8BOM = "\uFEFF"
+
 // readFile parses path into dotted key → typed value. Problems are recorded in l.errs.
 func (l *loader) readFile(path string, explicit bool) map[string]any {
-	b, err := os.ReadFile(path)
+	b, err := readRegularFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
 		return nil
 	}
 	if err != nil {
+		var fe *fileError
 		problem := "cannot read: " + err.Error()
 		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			problem = "cannot read: " + pe.Err.Error()
-		}
-		if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case errors.As(err, &fe):
+			problem = fe.problem
+		case errors.Is(err, fs.ErrNotExist):
 			problem = "file does not exist"
+		case errors.As(err, &pe):
+			problem = "cannot read: " + pe.Err.Error()
 		}
 		l.errs = append(l.errs, &Error{Source: path, Problem: problem, Err: err})
 		return nil
 	}
+	b = bytes.TrimPrefix(b, []byte(utf8BOM))
 
 	raw, err := toml.Parser().Unmarshal(b)
 	if err != nil {
@@ -139,6 +154,51 @@ func (l *loader) readFile(path string, explicit bool) map[string]any {
 	out := map[string]any{}
 	l.walkTable(path, "", raw, out)
 	return out
+}
+
+// fileError is a configuration path that is not a file we read.
+type fileError struct{ problem string }
+
+func (e *fileError) Error() string { return e.problem }
+
+// readRegularFile reads a regular file of at most maxFileBytes. The open does not block: with
+// O_NONBLOCK a FIFO opens at once (blocking, it waits for a writer, with SIGTERM unable to end
+// the wait), and the type check rejects it before any read.
+func readRegularFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &fileError{fmt.Sprintf("is %s, not a regular file", fileKind(st.Mode()))}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFileBytes {
+		return nil, &fileError{"is larger than 1 MiB, which no configuration needs"}
+	}
+	return b, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // walkTable checks one TOML table against the schema: unknown keys (also inside known tables)

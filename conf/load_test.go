@@ -416,10 +416,11 @@ speed = 10
 }
 
 func TestUnreadableFileIsConfigError(t *testing.T) {
-	dir := t.TempDir() // a directory cannot be read as a file, even by root
-	_, err := Load(dir, false, nil)
-	if !IsConfigError(err) || !strings.HasPrefix(err.Error(), dir+": cannot read: ") {
-		t.Fatalf("err = %v, want a config error naming %s", err, dir)
+	// A path through a regular file cannot be opened, even by root (ENOTDIR).
+	path := filepath.Join(writeConf(t, ""), "ec2-net-utils.conf")
+	_, err := Load(path, false, nil)
+	if !IsConfigError(err) || err.Error() != path+": cannot read: not a directory" {
+		t.Fatalf("err = %v, want a config error naming %s", err, path)
 	}
 }
 

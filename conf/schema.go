@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
 
 // EnvPrefix starts every environment variable that overrides a key.
@@ -204,13 +206,13 @@ func fromEnv(k kind, v string) (any, string) {
 	case kindBool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Sprintf("%q is not a boolean; want true or false", v)
+			return nil, fmt.Sprintf("%s is not a boolean; want true or false", core.QuoteValue(v))
 		}
 		return b, ""
 	case kindInt:
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
-			return nil, fmt.Sprintf("%q is not a whole number", v)
+			return nil, fmt.Sprintf("%s is not a whole number", core.QuoteValue(v))
 		}
 		return n, ""
 	case kindDuration:
@@ -230,7 +232,7 @@ func fromEnv(k kind, v string) (any, string) {
 func parseDuration(s string) (any, string) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, fmt.Sprintf(`%q is not a duration (write a number with a unit: "500ms", "10s", "1m")`, s)
+		return nil, fmt.Sprintf(`%s is not a duration (write a number with a unit: "500ms", "10s", "1m")`, core.QuoteValue(s))
 	}
 	return d, ""
 }
@@ -239,7 +241,7 @@ func parseDuration(s string) (any, string) {
 func describe(v any) string {
 	switch v := v.(type) {
 	case string:
-		return fmt.Sprintf("the string %q", v)
+		return fmt.Sprintf("the string %s", core.QuoteValue(v))
 	case bool:
 		return fmt.Sprintf("the boolean %t", v)
 	case int64:

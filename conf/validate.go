@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/hostmode"
 )
 
@@ -74,7 +76,7 @@ func (v *validator) fail(key, format string, args ...any) {
 
 func (v *validator) oneOf(key, val string, valid []string) {
 	if !slices.Contains(valid, val) {
-		v.fail(key, "%q is not one of %s", val, strings.Join(valid, ", "))
+		v.fail(key, "%s is not one of %s", core.QuoteValue(val), strings.Join(valid, ", "))
 	}
 }
 
@@ -107,13 +109,13 @@ func (v *validator) endpoint(key, s string) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		v.fail(key, "%q is not a URL: %v", s, err)
+		v.fail(key, "%s is not a URL: %v", core.QuoteValue(s), err)
 	case u.Scheme != "http" && u.Scheme != "https":
-		v.fail(key, `%q is not a usable endpoint: want an http:// or https:// URL such as "http://169.254.169.254"`, s)
+		v.fail(key, `%s is not a usable endpoint: want an http:// or https:// URL such as "http://169.254.169.254"`, core.QuoteValue(s))
 	case u.Host == "" || u.Hostname() == "":
-		v.fail(key, "%q is not a usable endpoint: it has no host", s)
+		v.fail(key, "%s is not a usable endpoint: it has no host", core.QuoteValue(s))
 	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
-		v.fail(key, "%q is not a usable endpoint: want only scheme, host and port, no path, query or credentials", s)
+		v.fail(key, "%s is not a usable endpoint: want only scheme, host and port, no path, query or credentials", core.QuoteValue(s))
 	}
 }
 
@@ -123,23 +125,33 @@ func (v *validator) drivers(key string, drivers []string) {
 	}
 	for i, d := range drivers {
 		if d == "" || strings.ContainsFunc(d, isSpaceOrSlash) {
-			v.fail(key, "element %d: %q is not a driver name", i+1, d)
+			v.fail(key, "element %d: %s is not a driver name", i+1, core.QuoteValue(d))
 		}
 	}
 }
 
-// exclude accepts interface names and MACs. The kernel forbids ':' in interface names, so an
-// entry with a colon must be a MAC: a typo there is reported instead of silently matching nothing.
+// exclude accepts interface names, shell patterns of names (path.Match: "eth*", "ens[5-7]") and
+// MACs. The kernel forbids ':' in interface names, so an entry with a colon must be a MAC: a typo
+// there is reported instead of silently matching nothing. MACs are matched exactly, never as
+// patterns.
 func (v *validator) exclude(key string, entries []string) {
 	for i, e := range entries {
 		if strings.Contains(e, ":") {
 			if mac, err := net.ParseMAC(e); err != nil || len(mac) != 6 {
-				v.fail(key, "element %d: %q is not a MAC address; want six hex bytes such as \"0a:1b:2c:3d:4e:5f\"", i+1, e)
+				v.fail(key, "element %d: %s is not a MAC address; want six hex bytes such as \"0a:1b:2c:3d:4e:5f\"", i+1, core.QuoteValue(e))
+			}
+			continue
+		}
+		if strings.ContainsAny(e, `*?[\`) {
+			if _, err := path.Match(e, ""); err != nil {
+				v.fail(key, "element %d: %s is not a valid pattern: %v", i+1, core.QuoteValue(e), err)
+			} else if strings.ContainsFunc(e, isSpaceOrSlash) {
+				v.fail(key, "element %d: %s matches no interface name: names contain no spaces or slashes", i+1, core.QuoteValue(e))
 			}
 			continue
 		}
 		if problem := ifnameProblem(e); problem != "" {
-			v.fail(key, "element %d: %q is neither a MAC address (colon form) nor an interface name: %s", i+1, e, problem)
+			v.fail(key, "element %d: %s is neither a MAC address (colon form) nor an interface name: %s", i+1, core.QuoteValue(e), problem)
 		}
 	}
 }
@@ -165,7 +177,7 @@ func isSpaceOrSlash(r rune) bool {
 
 func (v *validator) absDir(key, dir string) {
 	if !strings.HasPrefix(dir, "/") {
-		v.fail(key, "%q is not an absolute path", dir)
+		v.fail(key, "%s is not an absolute path", core.QuoteValue(dir))
 	}
 }
 
@@ -173,7 +185,7 @@ func (v *validator) absDir(key, dir string) {
 // on hosts that use another backend and lack the file.
 func (v *validator) absPath(key, path string) {
 	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") {
-		v.fail(key, "%q is not an absolute file path", path)
+		v.fail(key, "%s is not an absolute file path", core.QuoteValue(path))
 	}
 }
 

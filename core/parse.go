@@ -39,7 +39,7 @@ const maxDeviceNumber = SlotsPerCard - 1
 func ParseInstance(raw RawInstance) (Instance, error) {
 	primary, ok := normalMAC(raw.PrimaryMAC)
 	if !ok {
-		return Instance{}, fmt.Errorf("imds: meta-data/mac: %q is not a MAC address", raw.PrimaryMAC)
+		return Instance{}, fmt.Errorf("imds: meta-data/mac: %s is not a MAC address", QuoteValue(raw.PrimaryMAC))
 	}
 	inst := Instance{PrimaryMAC: primary, ENIs: []ENI{}, Problems: []ENIProblem{}}
 
@@ -70,12 +70,12 @@ func ParseInstance(raw RawInstance) (Instance, error) {
 		mac, ok := normalMAC(dir)
 		switch {
 		case !ok:
-			inst.Problems = append(inst.Problems, ENIProblem{MAC: dir, Kind: ProblemInvalid,
-				Reason: fmt.Sprintf("%s: network/interfaces/macs/ lists %q, which is not a MAC address", dir, dir)})
+			inst.Problems = append(inst.Problems, ENIProblem{MAC: truncate(dir), Kind: ProblemInvalid,
+				Reason: fmt.Sprintf("%s: network/interfaces/macs/ lists %s, which is not a MAC address", truncate(dir), QuoteValue(dir))})
 			continue
 		case seen[mac] != "":
 			inst.Problems = append(inst.Problems, ENIProblem{MAC: mac, Kind: ProblemInvalid,
-				Reason: fmt.Sprintf("%s: network/interfaces/macs/ lists this MAC twice, as %q and %q", mac, seen[mac], dir)})
+				Reason: fmt.Sprintf("%s: network/interfaces/macs/ lists this MAC twice, as %s and %s", mac, QuoteValue(seen[mac]), QuoteValue(dir))})
 			continue
 		}
 		seen[mac] = dir
@@ -169,7 +169,7 @@ func parseENI(mac string, keys map[string]string, primary, needCard bool) (ENI, 
 		if validENIID(id) {
 			eni.InterfaceID = id
 		} else {
-			r.bad(KeyInterfaceID, "%q is not an ENI id (eni-<hex>)", id)
+			r.bad(KeyInterfaceID, "%s is not an ENI id (eni-<hex>)", QuoteValue(id))
 		}
 	}
 	eni.LocalIPv4s = r.addrs(KeyLocalIPv4s, IPv4)
@@ -185,8 +185,15 @@ func parseENI(mac string, keys map[string]string, primary, needCard bool) (ENI, 
 	eni.VPCIPv4 = r.prefixes(KeyVPCIPv4CIDRs, IPv4)
 	eni.VPCIPv6 = r.prefixes(KeyVPCIPv6CIDRs, IPv6)
 
+	if len(r.invalid) == 0 {
+		r.checkPlannable(eni)
+	}
 	if len(r.invalid) > 0 {
-		return ENI{}, &ENIProblem{MAC: mac, Kind: ProblemInvalid, Reason: mac + ": " + strings.Join(r.invalid, "; ")}
+		reason := strings.Join(r.invalid, "; ")
+		if r.more > 0 {
+			reason += fmt.Sprintf("; and %d more", r.more)
+		}
+		return ENI{}, &ENIProblem{MAC: mac, Kind: ProblemInvalid, Reason: mac + ": " + reason}
 	}
 
 	var missing []string
@@ -221,15 +228,89 @@ func parseENI(mac string, keys map[string]string, primary, needCard bool) (ENI, 
 	return eni, nil
 }
 
+// maxSubnetBits: EC2 subnets are /16 to /28 (IPv4). Only the upper bound is enforced: a longer
+// prefix leaves no room for the router at base + 1 (a /32 puts it outside the subnet) or for the
+// addresses EC2 reserves, so nothing planned for it could work. A shorter one still routes.
+const maxSubnetBits = 28
+
+// checkPlannable rejects values that parse but describe a state no EC2 ENI has and whose plan
+// could not work: an address outside the ENI's subnet (the kernel would get an address it cannot
+// reach the router from, the VPC would drop its traffic), the subnet's network address or router
+// as an address, a subnet too small to hold its router. Only families whose subnet is known are
+// checked: an ENI without it is not propagated, and an IPv6-only ENI has no IPv4 subnet.
+//
+// Delegated prefixes need not lie in the subnet. EC2 delegates them from the subnet's range, but a
+// prefix elsewhere still makes a plan that works on the host (a source rule and, if asked,
+// addresses), and amazon-ec2-net-utils 1.x's test data, which the ifcfg goldens replay,
+// delegates prefixes from other ranges. A prefix holding the whole subnet is rejected.
+func (r *eniReader) checkPlannable(e ENI) {
+	if sub := e.SubnetIPv4; sub.IsValid() {
+		if sub.Bits() > maxSubnetBits {
+			r.bad(KeySubnetIPv4CIDR, "%s is longer than /%d, the smallest EC2 subnet", sub, maxSubnetBits)
+			return
+		}
+		for _, a := range e.LocalIPv4s {
+			switch {
+			case !sub.Contains(a):
+				r.bad(KeyLocalIPv4s, "%s is outside %s %s", a, KeySubnetIPv4CIDR, sub)
+			case a == sub.Addr():
+				r.bad(KeyLocalIPv4s, "%s is the subnet's network address", a)
+			case a == sub.Addr().Next():
+				r.bad(KeyLocalIPv4s, "%s is the subnet's router (its base address + 1)", a)
+			}
+		}
+		r.prefixesBesides(KeyIPv4Prefix, e.IPv4Prefixes, []netip.Prefix{sub})
+	}
+	if subs := e.SubnetIPv6; len(subs) > 0 {
+		for _, a := range e.IPv6s {
+			if !slices.ContainsFunc(subs, func(s netip.Prefix) bool { return s.Contains(a) }) {
+				r.bad(KeyIPv6s, "%s is outside %s %s", a, KeySubnetIPv6CIDR, prefixesText(subs))
+			}
+		}
+		r.prefixesBesides(KeyIPv6Prefix, e.IPv6Prefixes, subs)
+	}
+}
+
+// prefixesBesides rejects a delegated prefix that holds a whole subnet of the ENI (0.0.0.0/0,
+// found by FuzzENIValue, or the subnet itself): its source rule would send every address of the
+// subnet, other ENIs' included, through this ENI's table. EC2 delegates /28s and /80s.
+func (r *eniReader) prefixesBesides(key string, prefixes, subnets []netip.Prefix) {
+	for _, p := range prefixes {
+		for _, sub := range subnets {
+			if p.Bits() <= sub.Bits() && p.Contains(sub.Addr()) {
+				r.bad(key, "%s contains the whole subnet %s: its source rule would take the subnet's traffic", p, sub)
+				break
+			}
+		}
+	}
+}
+
+func prefixesText(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// maxReported bounds how many bad values one ENI's reason lists: a value of thousands of bad
+// lines must not turn into a reason (and a log line) of thousands of complaints.
+const maxReported = 5
+
 // eniReader parses the keys of one MAC directory and collects what is malformed, so one pass
-// reports every bad value of the ENI instead of only the first.
+// reports every bad value of the ENI instead of only the first (up to maxReported, then a count).
 type eniReader struct {
 	mac     string
 	keys    map[string]string
 	invalid []string
+	more    int
 }
 
 func (r *eniReader) bad(key, format string, args ...any) {
+	if len(r.invalid) == maxReported {
+		r.more++
+		return
+	}
 	r.invalid = append(r.invalid, key+": "+fmt.Sprintf(format, args...))
 }
 
@@ -269,9 +350,9 @@ func (r *eniReader) number(key string, hi int) int {
 	n, err := strconv.Atoi(s)
 	switch {
 	case err != nil:
-		r.bad(key, "%q is not a number", s)
+		r.bad(key, "%s is not a number", QuoteValue(s))
 	case n < 0 || n > hi:
-		r.bad(key, "%q is out of range 0..%d", s, hi)
+		r.bad(key, "%s is out of range 0..%d", QuoteValue(s), hi)
 	default:
 		return n
 	}
@@ -286,9 +367,9 @@ func (r *eniReader) addrs(key string, fam Family) []netip.Addr {
 		a, err := netip.ParseAddr(s)
 		switch {
 		case err != nil:
-			r.bad(key, "%q is not an IP address", s)
+			r.bad(key, "%s is not an IP address", QuoteValue(s))
 		case a.Zone() != "" || !isFamily(a, fam):
-			r.bad(key, "%q is not an %s address", s, familyName(fam))
+			r.bad(key, "%s is not an %s address", QuoteValue(s), familyName(fam))
 		case !slices.Contains(out, a): // a duplicate would only duplicate rules
 			out = append(out, a)
 		}
@@ -306,11 +387,11 @@ func (r *eniReader) prefixes(key string, fam Family) []netip.Prefix {
 		p, err := netip.ParsePrefix(s)
 		switch {
 		case err != nil:
-			r.bad(key, "%q is not a CIDR block", s)
+			r.bad(key, "%s is not a CIDR block", QuoteValue(s))
 		case !isFamily(p.Addr(), fam):
-			r.bad(key, "%q is not an %s CIDR block", s, familyName(fam))
+			r.bad(key, "%s is not an %s CIDR block", QuoteValue(s), familyName(fam))
 		case p != p.Masked():
-			r.bad(key, "%q is not a network address (want %q)", s, p.Masked().String())
+			r.bad(key, "%s is not a network address (want %q)", QuoteValue(s), p.Masked().String())
 		case !slices.Contains(out, p):
 			out = append(out, p)
 		}
@@ -356,4 +437,28 @@ func validENIID(id string) bool {
 		}
 	}
 	return true
+}
+
+// maxQuoted is how much of a value errors and logs quote: enough to recognise it, while a
+// garbage value (up to the IMDS client's 64 KiB body cap) is not copied into every log line.
+const maxQuoted = 64
+
+// QuoteValue quotes a value from IMDS (or a configuration file) for an error message, cut after
+// maxQuoted bytes with its full length appended: "xxxx…"…(10000 bytes).
+func QuoteValue(s string) string {
+	head, rest := cut(s)
+	return strconv.Quote(head) + rest
+}
+
+// truncate shortens a value used as an identifier (a listed MAC directory that is not a MAC).
+func truncate(s string) string {
+	head, rest := cut(s)
+	return head + rest
+}
+
+func cut(s string) (head, rest string) {
+	if len(s) <= maxQuoted {
+		return s, ""
+	}
+	return s[:maxQuoted], fmt.Sprintf("…(%d bytes)", len(s))
 }

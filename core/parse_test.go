@@ -229,6 +229,34 @@ func TestParseInstanceProblems(t *testing.T) {
 			invalid(`device-number: "x" is not a number; local-ipv4s: "10.0.1.300" is not an IP address`)},
 		{"bad value wins over a missing key", []edit{del(s, "interface-id"), set(s, "local-ipv4s", "nope")},
 			invalid(`local-ipv4s: "nope" is not an IP address`)},
+		{"a long value is quoted truncated", []edit{set(s, "local-ipv4s", strings.Repeat("x", 10000))},
+			invalid(`local-ipv4s: "` + strings.Repeat("x", 64) + `"…(10000 bytes) is not an IP address`)},
+		{"many bad lines: the first few are reported", []edit{set(s, "local-ipv4s", strings.Repeat("bad\n", 100))},
+			invalid(strings.Repeat(`local-ipv4s: "bad" is not an IP address; `, 5) + "and 95 more")},
+
+		// Values that parse but cannot be planned: invalid too (#14).
+		{"secondary IP outside its subnet", []edit{set(s, "local-ipv4s", "10.0.1.6\n10.0.2.7")},
+			invalid(`local-ipv4s: 10.0.2.7 is outside subnet-ipv4-cidr-block 10.0.1.0/24`)},
+		{"primary IP outside its subnet", []edit{set(s, "local-ipv4s", "10.0.2.6")},
+			invalid(`local-ipv4s: 10.0.2.6 is outside subnet-ipv4-cidr-block 10.0.1.0/24`)},
+		{"address is the subnet's router", []edit{set(s, "local-ipv4s", "10.0.1.6\n10.0.1.1")},
+			invalid(`local-ipv4s: 10.0.1.1 is the subnet's router (its base address + 1)`)},
+		{"address is the subnet's network address", []edit{set(s, "local-ipv4s", "10.0.1.0\n10.0.1.6")},
+			invalid(`local-ipv4s: 10.0.1.0 is the subnet's network address`)},
+		{"/32 subnet: the router would be outside it", []edit{set(s, "subnet-ipv4-cidr-block", "10.0.1.6/32"), set(s, "local-ipv4s", "10.0.1.6")},
+			invalid(`subnet-ipv4-cidr-block: 10.0.1.6/32 is longer than /28, the smallest EC2 subnet`)},
+		{"/31 subnet", []edit{set(s, "subnet-ipv4-cidr-block", "10.0.1.6/31"), set(s, "local-ipv4s", "10.0.1.6")},
+			invalid(`subnet-ipv4-cidr-block: 10.0.1.6/31 is longer than /28, the smallest EC2 subnet`)},
+		{"delegated prefix holding the whole subnet (fuzz finding)", []edit{set(s, "ipv4-prefix", "0.0.0.0/0")},
+			invalid(`ipv4-prefix: 0.0.0.0/0 contains the whole subnet 10.0.1.0/24: its source rule would take the subnet's traffic`)},
+		{"delegated prefix equal to the subnet", []edit{set(s, "ipv4-prefix", "10.0.1.0/24")},
+			invalid(`ipv4-prefix: 10.0.1.0/24 contains the whole subnet 10.0.1.0/24: its source rule would take the subnet's traffic`)},
+		{"delegated IPv6 prefix holding the subnet", []edit{set(s, "ipv6s", "2600::6"), set(s, "ipv6-prefix", "::/0"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
+			invalid(`ipv6-prefix: ::/0 contains the whole subnet 2600::/64: its source rule would take the subnet's traffic`)},
+		{"IPv6 address outside its subnet", []edit{set(s, "ipv6s", "2600:1::6"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
+			invalid(`ipv6s: 2600:1::6 is outside subnet-ipv6-cidr-blocks 2600::/64`)},
+		{"IPv6-only ENI with an address outside its subnet", []edit{del(s, "local-ipv4s", "subnet-ipv4-cidr-block"), set(s, "ipv6s", "2600:1::6"), set(s, "subnet-ipv6-cidr-blocks", "2600::/64")},
+			invalid(`ipv6s: 2600:1::6 is outside subnet-ipv6-cidr-blocks 2600::/64`)},
 
 		// Missing keys: not propagated yet, retried.
 		{"device-number missing", []edit{del(s, "device-number")},
@@ -324,6 +352,24 @@ func TestParseInstanceAccepts(t *testing.T) {
 			r.ENIs[secondaryMAC]["network-card"] = " "
 		}, func(t *testing.T, e core.ENI) {
 			if e.IPv4Prefixes != nil || e.IPv6Prefixes != nil || e.NetworkCard != 0 {
+				t.Errorf("got %+v", e)
+			}
+		}},
+		{"addresses inside one of two IPv6 subnets each; delegated prefixes inside or not (1.x's test data)", func(r *core.RawInstance) {
+			r.ENIs[secondaryMAC]["ipv4-prefix"] = "10.0.1.16/28\n172.16.1.0/24"
+			r.ENIs[secondaryMAC]["ipv6s"] = "2600:1f14:abc:de00::6\n2600:1f14:abc:de01::6"
+			r.ENIs[secondaryMAC]["ipv6-prefix"] = "2600:1f14:abc:de01:1::/80"
+			r.ENIs[secondaryMAC]["subnet-ipv6-cidr-blocks"] = "2600:1f14:abc:de00::/64\n2600:1f14:abc:de01::/64"
+		}, func(t *testing.T, e core.ENI) {
+			if len(e.IPv4Prefixes) != 2 || len(e.IPv6s) != 2 || len(e.IPv6Prefixes) != 1 {
+				t.Errorf("got %+v", e)
+			}
+		}},
+		{"a /28 subnet, the smallest EC2 has", func(r *core.RawInstance) {
+			r.ENIs[secondaryMAC]["subnet-ipv4-cidr-block"] = "10.0.1.0/28"
+			r.ENIs[secondaryMAC]["local-ipv4s"] = "10.0.1.6\n10.0.1.14"
+		}, func(t *testing.T, e core.ENI) {
+			if e.SubnetIPv4.Bits() != 28 || len(e.LocalIPv4s) != 2 {
 				t.Errorf("got %+v", e)
 			}
 		}},

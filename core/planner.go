@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"path"
 	"slices"
 	"strings"
 )
@@ -27,8 +28,6 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 		problems[p.MAC] = p
 	}
 	drivers := toSet(opts.Drivers)
-	// Interface names are case-sensitive (eth1 and Eth1 are two links); MACs are not.
-	excluded := toSet(opts.Exclude)
 
 	sorted := slices.Clone(links)
 	slices.SortFunc(sorted, func(a, b Link) int { return cmp.Compare(a.Index, b.Index) })
@@ -50,7 +49,7 @@ func NewPlan(inst Instance, links []Link, opts PlanOptions) Plan {
 					Reason: fmt.Sprintf("driver %q (kind %q) is not in [interfaces] drivers", l.Driver, l.Kind)})
 			}
 			continue
-		case excluded[l.Name] || excluded[mac]:
+		case excluded(opts.Exclude, l.Name, mac):
 			plan.Ignored = append(plan.Ignored, Ignored{Name: l.Name, MAC: mac, Reason: "excluded by [interfaces] exclude"})
 			claimed[mac] = l.Name
 			continue
@@ -241,6 +240,23 @@ func dedupeRules(rules []Rule) []Rule {
 		}
 	}
 	return out
+}
+
+// excluded reports whether an exclude entry names the link: a MAC (it has colons, which no
+// interface name has) equals mac exactly; any other entry is a shell pattern of interface names
+// (path.Match, so a plain name matches itself). Names are case-sensitive (eth1 and Eth1 are two
+// links); MACs are compared in the lower-case form both sides are in.
+func excluded(entries []string, name, mac string) bool {
+	for _, e := range entries {
+		if strings.Contains(e, ":") {
+			if e == mac {
+				return true
+			}
+		} else if ok, _ := path.Match(e, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func toSet(items []string) map[string]bool {

@@ -21,6 +21,13 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // planScenario runs a scenario file through validation and the planner, as the daemon would.
 func planScenario(t *testing.T, path string) core.Plan {
 	t.Helper()
+	sc, inst := loadScenario(t, path)
+	return core.NewPlan(inst, sc.CoreLinks(), sc.Options.Apply(core.DefaultPlanOptions()))
+}
+
+// loadScenario reads a scenario and parses its IMDS tree.
+func loadScenario(t *testing.T, path string) (*scenario.Scenario, core.Instance) {
+	t.Helper()
 	sc, err := scenario.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +36,7 @@ func planScenario(t *testing.T, path string) core.Plan {
 	if err != nil {
 		t.Fatalf("ParseInstance: %v", err)
 	}
-	return core.NewPlan(inst, sc.CoreLinks(), sc.Options.Apply(core.DefaultPlanOptions()))
+	return sc, inst
 }
 
 // TestPlanGolden renders every scenario's plan as JSON (the `plan --json` contract) and as text
@@ -194,6 +201,18 @@ func TestPlanScenarios(t *testing.T) {
 			t.Errorf("ignored = %+v, want ens6 and ens7", p.Ignored)
 		}
 	})
+	t.Run("exclude takes globs for names, MACs exactly", func(t *testing.T) {
+		sc, inst := loadScenario(t, "../testdata/scenarios/excluded.json")
+		opts := core.DefaultPlanOptions()
+		opts.Exclude = []string{"ens[67]", "02:00:00:00:05:0*"}
+		p := core.NewPlan(inst, sc.CoreLinks(), opts)
+		if got := names(p); !cmp.Equal(got, []string{"ens5"}) {
+			t.Errorf("planned %v, want [ens5]: a MAC entry is not a pattern", got)
+		}
+		if len(p.Ignored) != 2 {
+			t.Errorf("ignored = %+v, want ens6 and ens7", p.Ignored)
+		}
+	})
 	t.Run("a malformed value fails only its ENI", func(t *testing.T) {
 		p := planScenario(t, "../testdata/scenarios/invalid-value.json")
 		if got := names(p); !cmp.Equal(got, []string{"ens5"}) {
@@ -218,14 +237,7 @@ func TestPlanScenarios(t *testing.T) {
 
 // TestPlanIsDeterministic feeds links and ENIs in shuffled orders and wants byte-identical plans.
 func TestPlanIsDeterministic(t *testing.T) {
-	sc, err := scenario.Load("../testdata/scenarios/non-eni-links.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := core.ParseInstance(sc.Raw())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, inst := loadScenario(t, "../testdata/scenarios/non-eni-links.json")
 	links := sc.CoreLinks()
 	first, _ := json.Marshal(core.NewPlan(inst, links, core.DefaultPlanOptions()))
 	for i := range links {

@@ -1,7 +1,6 @@
 package ifcfg
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -36,9 +35,10 @@ var knobKeys = map[string]func(*Knobs) **bool{
 // or unrecognised value leaves the knob unset (1.x writes "EC2PROVISIONPFXIPS=" by default).
 func ParseKnobs(content []byte) Knobs {
 	var k Knobs
-	sc := bufio.NewScanner(bytes.NewReader(content))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	// Not bufio.Scanner: it stops at a line longer than 64 KiB, and the knobs after it would be
+	// lost (found by FuzzParseKnobs).
+	for b := range bytes.Lines(content) {
+		line := strings.TrimSpace(string(b))
 		key, value, ok := strings.Cut(line, "=")
 		field, known := knobKeys[key]
 		if !ok || !known {

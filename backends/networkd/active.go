@@ -1,7 +1,6 @@
 package networkd
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -44,9 +43,10 @@ func (d StateDir) NetworkFile(ifindex int) (string, error) {
 
 // stateValue returns the value of key in an env-style state file ("" when absent).
 func stateValue(data []byte, key string) string {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	// Not bufio.Scanner: it stops at a line longer than 64 KiB (a long DNS= list), and
+	// NETWORK_FILE= after it would read as absent (found by FuzzStateValue).
+	for b := range bytes.Lines(data) {
+		line := strings.TrimSpace(string(b))
 		if line == "" || line[0] == '#' {
 			continue
 		}

@@ -23,7 +23,7 @@ backend write what differs (and reload its manager only if something changed). I
 changed and, per interface, what the backend did: configured, left-alone (and why), deferred (and
 what it waits for) or failed; it exits 1 if any interface failed. With --dry-run it prints what
 would change and changes nothing.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := g.agent(cmd, backends.Options{DryRun: dryRun})
 			if err != nil {

@@ -25,7 +25,7 @@ link events (attach, detach, rename) and acts at once, polls IMDS every refresh_
 secondary addresses and prefixes (writing and reloading nothing when nothing changed), and
 restores source rules someone else deleted. It tells systemd it is ready (Type=notify) after the
 first pass that could read IMDS, or after 30 s without one, and stops cleanly on SIGTERM.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if os.Getenv("GOMAXPROCS") == "" {

@@ -107,7 +107,38 @@ ifcfg/dhclient, whichever the distribution runs.`,
 		newStatusCommand(g),
 		newVersionCommand(),
 	)
+	usageErrorsExitTwo(root)
 	return root
+}
+
+// usageErrorsExitTwo makes every wrong call — an unknown command, an extra argument — a
+// usageError, so it exits 2 like a bad flag or a bad configuration. cobra reports these as plain
+// errors. The root needs a Run for its own Args to be consulted: without one, cobra either checks
+// for unknown commands itself (a plain error) or, given Args, shows help and exits 0.
+func usageErrorsExitTwo(root *cobra.Command) {
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q; run %q for the list", args[0], cmd.Name()+" --help")
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.InitDefaultCompletionCmd() // so that its subcommands are wrapped too
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
 
 // loadConfig reads the configuration and applies the command-line overrides, which win over the
@@ -154,10 +185,18 @@ func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "ec2-net-utils %s\n", version)
 			return err
 		},
 	}
+}
+
+// noArgs replaces cobra.NoArgs, whose message calls an extra argument an "unknown command".
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
 }

@@ -53,6 +53,13 @@ func TestBadInputExitsTwoAndNamesTheProblem(t *testing.T) {
 		{"missing config file named explicitly", []string{"plan", "--config", filepath.Join(dir, "nope.conf")}, []string{"nope.conf"}},
 		{"unknown backend on the command line", []string{"plan", "--config", filepath.Join(dir, "none"), "--backend", "wicked"}, []string{"backend", "wicked"}},
 		{"unknown flag", []string{"plan", "--frobnicate"}, []string{"frobnicate"}},
+		{"unknown flag of the root command", []string{"--frobnicate"}, []string{"frobnicate"}},
+		{"flag without its value", []string{"plan", "--config"}, []string{"config"}},
+		{"config is a device", []string{"plan", "--config", "/dev/zero"}, []string{"/dev/zero", "not a regular file"}},
+		{"unknown command", []string{"frobnicate"}, []string{"frobnicate"}},
+		{"extra argument to plan", []string{"plan", "extra"}, []string{"extra"}},
+		{"extra argument to version", []string{"version", "extra"}, []string{"extra"}},
+		{"extra argument to daemon", []string{"daemon", "extra"}, []string{"extra"}},
 	}
 	empty := filepath.Join(dir, "none")
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
@@ -157,5 +164,25 @@ func TestInterfacesTakenDownWithEc2ifdownAreExcluded(t *testing.T) {
 		if got := cfg.PlanOptions().Exclude; !slices.Equal(got, tc.want) {
 			t.Errorf("%s: exclude %q, want %q", tc.dir, got, tc.want)
 		}
+	}
+}
+
+// TestPlanWithAnOversizeIMDSValueFailsBriefly: a 100 MB value is neither read whole nor echoed.
+func TestPlanWithAnOversizeIMDSValueFailsBriefly(t *testing.T) {
+	sc, err := scenario.Load("../../testdata/scenarios/primary-and-secondary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := fakeimds.New(sc)
+	fake.Oversize("local-ipv4s", 100<<20)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	conf := filepath.Join(t.TempDir(), "ec2-net-utils.conf")
+	if err := os.WriteFile(conf, []byte("backend = \"networkd\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "plan", "--config", conf, "--imds-endpoint", srv.URL)
+	if code != exitFailure || !strings.Contains(stderr, "/local-ipv4s: ") || len(stderr)+len(out) > 1024 {
+		t.Errorf("exit %d, %d bytes of output, stderr %.400q; want %d and a short error naming local-ipv4s", code, len(stderr)+len(out), stderr, exitFailure)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,5 +90,27 @@ func TestBashCompletionScriptIsGenerated(t *testing.T) {
 	code, out, stderr := runCLI(t, "completion", "bash")
 	if code != 0 || !strings.Contains(out, "complete -o default -F __start_ec2-net-utils ec2-net-utils") {
 		t.Errorf("completion bash: exit %d, stderr %q; want a bash script registering ec2-net-utils", code, stderr)
+	}
+}
+
+// TestManPageExitStatusMatchesTheCode keeps EXIT STATUS naming the codes run returns and the
+// kinds of wrong call that exit 2.
+func TestManPageExitStatusMatchesTheCode(t *testing.T) {
+	b, err := os.ReadFile(manPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := string(b)
+	section := man[strings.Index(man, ".SH EXIT STATUS"):]
+	section = section[:strings.Index(section[1:], ".SH ")+1]
+	for _, code := range []int{0, exitFailure, exitUsage} {
+		if !regexp.MustCompile(`(?m)^\.TP\n\.B ` + strconv.Itoa(code) + `\n`).MatchString(section) {
+			t.Errorf("%s: EXIT STATUS has no entry for %d", manPage, code)
+		}
+	}
+	for _, usage := range []string{"unknown command", "extra argument", "unknown flag", "not a regular file"} {
+		if !strings.Contains(section, usage) {
+			t.Errorf("%s: EXIT STATUS does not say that %s exits %d", manPage, usage, exitUsage)
+		}
 	}
 }

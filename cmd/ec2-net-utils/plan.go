@@ -18,7 +18,7 @@ func newPlanCommand(g *globals) *cobra.Command {
 		Long: `plan reads IMDS and the local links and prints, for every ENI, the route table, rule
 priority, metric, source rules, secondary addresses, routes and altnames the agent would
 configure, ENIs that are pending and why, and the backend that would apply them.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := g.agent(cmd, backends.Options{DryRun: true})
 			if err != nil {

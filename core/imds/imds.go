@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -145,7 +146,7 @@ func New(opts Options) (*Client, error) {
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: opts.Timeout,
 	}
-	httpClient := &http.Client{Timeout: opts.Timeout, Transport: countingTransport{next: transport, n: &c.requests}}
+	httpClient := &http.Client{Timeout: opts.Timeout, Transport: countingTransport{next: boundedTransport{transport}, n: &c.requests}}
 
 	// The standard retryer retries 5xx, 429 (throttling), connection errors and timeouts, with
 	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
@@ -656,11 +657,13 @@ func macPath(dir, key string) string {
 	return "network/interfaces/macs/" + strings.TrimSuffix(dir, "/") + "/" + key
 }
 
-// listLines splits a directory listing into names, dropping the trailing "/" of sub-directories.
+// listLines splits a directory listing into names, dropping the trailing "/" of sub-directories
+// and white space on both sides of it (found by FuzzListLines: "x /" must not be "x ").
 func listLines(body string) []string {
 	var out []string
 	for line := range strings.SplitSeq(body, "\n") {
-		if line = strings.TrimSuffix(strings.TrimSpace(line), "/"); line != "" {
+		line = strings.TrimRightFunc(strings.TrimSpace(line), func(r rune) bool { return r == '/' || unicode.IsSpace(r) })
+		if line != "" {
 			out = append(out, line)
 		}
 	}
@@ -726,6 +729,55 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// MaxBodyBytes caps every IMDS response body. The largest values the agent reads are an ENI's
+// address lists: 50 IPv6 addresses are about 2 KB, the macs/ listing of 100 ENIs about 1.8 KB.
+// 64 KiB is 30 times that, and four requests in flight then hold at most 256 KiB. A larger body
+// is not metadata (a broken IMDS, or something else answering on its address).
+const MaxBodyBytes = 64 << 10
+
+// ErrBodyTooLarge is the error a read fails with when a body exceeds MaxBodyBytes.
+var ErrBodyTooLarge = bodyTooLarge{}
+
+type bodyTooLarge struct{}
+
+func (bodyTooLarge) Error() string {
+	return fmt.Sprintf("response body is larger than %d bytes, which no IMDS value is", MaxBodyBytes)
+}
+
+// RetryableError tells the SDK's retryer not to retry: IMDS would serve the same body again.
+func (bodyTooLarge) RetryableError() bool { return false }
+
+// boundedTransport cuts every body off after MaxBodyBytes. It has to sit below the SDK, which
+// reads each body whole (io.ReadAll) before handing it over.
+type boundedTransport struct{ next http.RoundTripper }
+
+func (t boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &boundedBody{ReadCloser: resp.Body}
+	return resp, nil
+}
+
+type boundedBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	// One byte past the cap tells a body of exactly MaxBodyBytes from a longer one.
+	if left := MaxBodyBytes + 1 - b.n; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if b.n > MaxBodyBytes {
+		return n, ErrBodyTooLarge
+	}
+	return n, err
 }
 
 // countingTransport counts every HTTP request, retries and token requests included.

@@ -47,14 +47,15 @@ type Server struct {
 	failN      int
 	failStatus int
 	throttleN  int
-	notFound   map[string]int // path suffix -> 404s still to answer
+	notFound   map[string]int   // path suffix -> 404s still to answer
+	oversize   map[string]int64 // path suffix -> body size served instead of the value
 	down       bool
 	lastUA     string
 }
 
 // New serves s (a deep copy is kept, so the caller may go on using s).
 func New(s *scenario.Scenario) *Server {
-	srv := &Server{now: time.Now, tokens: map[string]time.Time{}, notFound: map[string]int{}}
+	srv := &Server{now: time.Now, tokens: map[string]time.Time{}, notFound: map[string]int{}, oversize: map[string]int64{}}
 	srv.setLocked(s.Clone())
 	return srv
 }
@@ -168,6 +169,19 @@ func (s *Server) NotFoundUntil(key string, n int) {
 	s.notFound[key] = n
 }
 
+// Oversize answers every GET whose path ends with key with size bytes of digits and newlines
+// instead of the value, streamed without holding them in memory: a broken or hostile IMDS (size
+// 0 serves the value again).
+func (s *Server) Oversize(key string, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if size <= 0 {
+		delete(s.oversize, key)
+		return
+	}
+	s.oversize[key] = size
+}
+
 // ExpireTokens makes every token issued so far answer 401.
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
@@ -216,6 +230,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	// An oversize body is streamed after the lock is released (defers run last in, first out),
+	// so a client reading it slowly does not stall every other request.
+	var stream int64
+	defer func() { writeOversize(w, stream) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -234,8 +252,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
 	case !strings.HasPrefix(r.URL.Path+"/", metadataPath):
 		http.NotFound(w, r)
+	case s.oversizeFor(r.URL.Path) > 0:
+		stream = s.oversizeFor(r.URL.Path)
 	default:
 		s.serveMetadata(w, r, strings.TrimPrefix(r.URL.Path, strings.TrimSuffix(metadataPath, "/")))
+	}
+}
+
+func (s *Server) oversizeFor(path string) int64 {
+	for _, key := range slices.Sorted(maps.Keys(s.oversize)) {
+		if strings.HasSuffix(path, key) {
+			return s.oversize[key]
+		}
+	}
+	return 0
+}
+
+// writeOversize writes n bytes from one small buffer, chunked (no Content-Length: the client
+// must notice while reading); it stops when the client hangs up.
+func writeOversize(w http.ResponseWriter, n int64) {
+	if n <= 0 {
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	chunk := []byte(strings.Repeat("1234567\n", 4096))
+	for n > 0 {
+		b := chunk[:min(int64(len(chunk)), n)]
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+		n -= int64(len(b))
 	}
 }
 

@@ -277,3 +277,20 @@ func TestCountersAndUserAgent(t *testing.T) {
 		t.Errorf("after ResetCounters: %d", n)
 	}
 }
+
+func TestOversizeStreamsThatManyBytesInsteadOfTheValue(t *testing.T) {
+	h := start(t)
+	tok := h.token()
+	const path = "network/interfaces/macs/02:00:00:00:06:06/local-ipv4s"
+	h.fake.Oversize("local-ipv4s", 1<<20+3)
+	if code, body := h.get(tok, path); code != 200 || len(body) != 1<<20+3 {
+		t.Errorf("Oversize(1 MiB + 3): %d, %d bytes", code, len(body))
+	}
+	if _, body := h.get(tok, "network/interfaces/macs/02:00:00:00:06:06/device-number"); body != "1" {
+		t.Errorf("Oversize(local-ipv4s) changed device-number: %q", body)
+	}
+	h.fake.Oversize("local-ipv4s", 0)
+	if _, body := h.get(tok, path); len(body) > 100 {
+		t.Errorf("Oversize(0) still serves %d bytes", len(body))
+	}
+}
