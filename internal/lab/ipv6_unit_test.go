@@ -83,4 +83,3 @@ func TestIPv6SpecRejectsAddressesOutsideTheSubnet(t *testing.T) {
 		}
 	}
 }
-

@@ -25,7 +25,7 @@ const nftTable = "ec2lab"
 
 // srcCheckIface is what one vpc-side interface accepts.
 type srcCheckIface struct {
-	Name    string   // vpcN
+	Name     string   // vpcN
 	Sources  []string // addresses and prefixes, nft syntax
 	Sources6 []string // the same for IPv6
 }

@@ -1,0 +1,273 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
+)
+
+// IPv6 end to end (issue #12). The lab's dual-stack subnets are fd00:99:0:N::/64; the router
+// advertises them with the Managed flag and hands out each ENI's first ipv6s entry by DHCPv6.
+
+func dualStackPrimary() lab.ENISpec {
+	s := primaryENI()
+	s.IPv6s = []string{"fd00:99::10"}
+	return s
+}
+
+func dualStackSecond() lab.ENISpec {
+	s := secondENI()
+	s.IPv6s = []string{"fd00:99:0:1::10", "fd00:99:0:1::20"}
+	s.IPv6Prefixes = []string{"fd00:99:0:1:1::/80"}
+	return s
+}
+
+var (
+	ens6Rule6DHCP   = rule{Priority: 10001, Table: 10001, From: "fd00:99:0:1::10/128"}
+	ens6Rule6Second = rule{Priority: 10001, Table: 10001, From: "fd00:99:0:1::20/128"}
+	ens6Rule6Prefix = rule{Priority: 10001, Table: 10001, From: "fd00:99:0:1:1::/80"}
+)
+
+// Scenario 1: boot with a dual-stack secondary ENI (two ipv6s, an ipv6-prefix /80).
+func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), dualStackSecond()}})
+		e.addForeignRules()
+		defer e.dumpIPv6OnFailure()
+
+		// Negative control: before the agent, traffic from ens6's IPv6 addresses follows main out
+		// of ens5 (pinned, as on an instance where the primary's RA default route wins), where the
+		// source check drops it.
+		unpin := e.pinMainDefault6ViaPrimary()
+		for _, src := range []string{"fd00:99:0:1::10", "fd00:99:0:1::20"} {
+			e.mustNotPing(src)
+		}
+		unpin()
+
+		e.startAgent()
+		e.waitRule(ens6Rule10, true) // IPv4 first: the agent has configured ens6
+		ok := e.eventually("IPv6 rule for the DHCPv6 address", func() bool { return e.hasRule(ens6Rule6DHCP) })
+		ok = e.eventually("IPv6 rule for the second ipv6s entry", func() bool { return e.hasRule(ens6Rule6Second) }) && ok
+		ok = e.eventually("IPv6 rule for the delegated prefix", func() bool { return e.hasRule(ens6Rule6Prefix) }) && ok
+		ok = e.eventually("RA default route in table 10001", func() bool { return e.raDefaultIn(10001, "ens6") }) && ok
+		ok = e.eventually("subnet route fd00:99:0:1::/64 in table 10001", func() bool {
+			return slices.Contains(e.routes(10001), "fd00:99:0:1::/64 dev ens6")
+		}) && ok
+		ok = e.eventually("DHCPv6 address fd00:99:0:1::10 on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::10") }) && ok
+		ok = e.eventually("second ipv6s entry fd00:99:0:1::20 on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::20") }) && ok
+		t.Logf("IPv6 state converged: %v", ok)
+
+		// An address inside the delegated prefix, added as a container runtime would.
+		must(t, e.addAddress6("ens6", "fd00:99:0:1:1::7"))
+		unpin = e.pinMainDefault6ViaPrimary() // the rules must win over the negative control's preference
+		for _, src := range []string{"fd00:99::10", "fd00:99:0:1::10", "fd00:99:0:1::20", "fd00:99:0:1:1::7"} {
+			if e.hasAddress6Any(src) {
+				e.mustPing(src)
+			} else {
+				t.Errorf("ping -6 from %s: the address is on no link", src)
+			}
+		}
+		unpin()
+		// IPv4 still works next to it.
+		e.mustPing("10.99.1.10")
+		e.mustPing("10.99.1.20")
+		e.assertForeignRulesIntact()
+	})
+}
+
+// Scenario 5: an IPv6-only instance. IMDS answers only on [fd00:ec2::254]; the agent, with no
+// endpoint configured, finds it and configures the ENIs.
+func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		primary := lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", IPv6Only: true,
+			IPv6s: []string{"fd00:99::10"}, Attached: true}
+		second := lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1, IPv6Only: true,
+			IPv6s: []string{"fd00:99:0:1::10"}, Attached: true}
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primary, second}, imds: lab.IMDSIPv6Only, autoEndpoint: true})
+		e.addForeignRules()
+		defer e.dumpIPv6OnFailure()
+
+		start := time.Now()
+		e.startAgent()
+		t.Logf("agent start -> first reconcile done: %v", time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(e.agent.Log(), "fd00:ec2::254") {
+			t.Errorf("the agent's log does not name the IPv6 endpoint it found")
+		}
+		ok := e.eventually("IPv6 rule for ens6's address", func() bool { return e.hasRule(ens6Rule6DHCP) })
+		ok = e.eventually("RA default route in table 10001", func() bool { return e.raDefaultIn(10001, "ens6") }) && ok
+		ok = e.eventually("subnet route in table 10001", func() bool {
+			return slices.Contains(e.routes(10001), "fd00:99:0:1::/64 dev ens6")
+		}) && ok
+		ok = e.eventually("DHCPv6 address on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::10") }) && ok
+		t.Logf("IPv6 state converged: %v", ok)
+		for _, r := range e.rules() {
+			if r.Table == 10001 && !strings.Contains(r.From, ":") {
+				t.Errorf("IPv4 rule on an IPv6-only ENI: %s", r)
+			}
+		}
+		for _, r := range e.routes(10001) {
+			if !strings.Contains(r, ":") {
+				t.Errorf("IPv4 route in the IPv6-only ENI's table: %s", r)
+			}
+		}
+		unpin := e.pinMainDefault6ViaPrimary()
+		e.mustPing("fd00:99:0:1::10")
+		unpin()
+		e.mustPing("fd00:99::10")
+		e.assertForeignRulesIntact()
+	})
+}
+
+// waitForLeases waits for an ENI's DHCP addresses: the primary IPv4 one and, on a dual-stack or
+// IPv6-only subnet, the DHCPv6 one.
+func (e *env) waitForLeases(spec lab.ENISpec) {
+	e.t.Helper()
+	if len(spec.PrivateIPs) > 0 {
+		e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+	}
+	if len(spec.IPv6s) > 0 {
+		e.waitFor(fmt.Sprintf("%s has its DHCPv6 address %s", spec.Name, spec.IPv6s[0]), func() (bool, error) {
+			return e.hasAddress6(spec.Name, spec.IPv6s[0]), nil
+		})
+	}
+}
+
+// withoutEndpoint removes imds.endpoint from the lab's agent configuration.
+func withoutEndpoint(t *testing.T, config string) string {
+	t.Helper()
+	lines := strings.Split(config, "\n")
+	out := slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "endpoint =") })
+	if len(out) != len(lines)-1 {
+		t.Fatalf("no single imds endpoint line in the lab's agent configuration:\n%s", config)
+	}
+	return strings.Join(out, "\n")
+}
+
+// eventually waits like waitFor but records a failure instead of stopping the test, so one run
+// reports every IPv6 defect of a backend.
+func (e *env) eventually(what string, cond func() bool) bool {
+	e.t.Helper()
+	err := e.l.WaitFor(context.Background(), what, waitLong, func() (bool, error) { return cond(), nil })
+	if err != nil {
+		e.t.Errorf("%v", err)
+		return false
+	}
+	return true
+}
+
+// addresses6 lists link's usable (not tentative) IPv6 addresses, without prefix length.
+func (e *env) addresses6(link string) []string {
+	e.t.Helper()
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return nil
+	}
+	as, err := e.nl.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		e.t.Fatalf("ip -6 addr show %s: %v", link, err)
+	}
+	var out []string
+	for _, a := range as {
+		if a.Flags&unix.IFA_F_TENTATIVE == 0 {
+			out = append(out, a.IP.String())
+		}
+	}
+	return out
+}
+
+func (e *env) hasAddress6(link, addr string) bool { return slices.Contains(e.addresses6(link), addr) }
+
+func (e *env) hasAddress6Any(addr string) bool {
+	return slices.ContainsFunc(e.enis, func(s lab.ENISpec) bool { return e.hasAddress6(s.Name, addr) })
+}
+
+// addAddress6 adds addr/128 to link without duplicate address detection.
+func (e *env) addAddress6(link, addr string) error {
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return err
+	}
+	a, err := netlink.ParseAddr(addr + "/128")
+	if err != nil {
+		return err
+	}
+	a.Flags = unix.IFA_F_NODAD
+	return e.nl.AddrAdd(l, a)
+}
+
+// raRouter is the link-local router of link's RA default route in main, nil without one. With
+// RAs on several links the kernel merges the default routes into one multipath route.
+func (e *env) raRouter(link string) net.IP {
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return nil
+	}
+	rs, err := e.nl.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil
+	}
+	for _, r := range rs {
+		if r.Dst != nil && !isDefault(r.Dst) {
+			continue
+		}
+		if r.LinkIndex == l.Attrs().Index && r.Gw != nil && r.Gw.IsLinkLocalUnicast() {
+			return r.Gw
+		}
+		for _, nh := range r.MultiPath {
+			if nh.LinkIndex == l.Attrs().Index && nh.Gw != nil && nh.Gw.IsLinkLocalUnicast() {
+				return nh.Gw
+			}
+		}
+	}
+	return nil
+}
+
+// raDefaultIn reports an IPv6 default route via a link-local router on link in table.
+func (e *env) raDefaultIn(table int, link string) bool {
+	return slices.ContainsFunc(e.routes(table), func(r string) bool {
+		return strings.HasPrefix(r, "default via fe80:") && strings.HasSuffix(r, " dev "+link)
+	})
+}
+
+// pinMainDefault6ViaPrimary is pinMainDefaultViaPrimary for IPv6: main prefers ens5's router.
+func (e *env) pinMainDefault6ViaPrimary() (unpin func()) {
+	e.t.Helper()
+	var pin *netlink.Route
+	e.waitFor("pin the main IPv6 default route via ens5", func() (bool, error) {
+		gw := e.raRouter("ens5")
+		if gw == nil {
+			return false, nil
+		}
+		pin = &netlink.Route{Dst: mustIPNet("::/0"), Gw: gw, Priority: 1, LinkIndex: linkIndex(e.t, e, "ens5")}
+		return e.nl.RouteReplace(pin) == nil, nil
+	})
+	return func() {
+		if err := e.nl.RouteDel(pin); err != nil && !errors.Is(err, unix.ESRCH) {
+			e.t.Errorf("remove the pinned IPv6 route: %v", err)
+		}
+	}
+}
+
+// dumpIPv6OnFailure logs the instance's IPv6 addresses and main routes when the test failed.
+func (e *env) dumpIPv6OnFailure() {
+	if !e.t.Failed() {
+		return
+	}
+	for _, s := range e.enis {
+		e.t.Logf("%s IPv6 addresses: %v", s.Name, e.addresses6(s.Name))
+	}
+	e.t.Logf("table main: %v", e.routes(unix.RT_TABLE_MAIN))
+	if d, err := e.l.Drops6(); err == nil {
+		e.t.Logf("IPv6 source-check drops: %v", d)
+	}
+}
