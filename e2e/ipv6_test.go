@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +55,8 @@ func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 		}
 		unpin()
 
+		drops := e.watchIPv6Drops()
+		start := time.Now()
 		e.startAgent()
 		e.waitRule(ens6Rule10, true) // IPv4 first: the agent has configured ens6
 		ok := e.eventually("IPv6 rule for the DHCPv6 address", func() bool { return e.hasRule(ens6Rule6DHCP) })
@@ -67,6 +70,7 @@ func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 		ok = e.eventually("second ipv6s entry fd00:99:0:1::20 on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::20") }) && ok
 		t.Logf("IPv6 state converged: %v", ok)
 
+		e.waitDHCPv6Back(drops, start)
 		// An address inside the delegated prefix, added as a container runtime would.
 		must(t, e.addAddress6("ens6", "fd00:99:0:1:1::7"))
 		unpin = e.pinMainDefault6ViaPrimary() // the rules must win over the negative control's preference
@@ -97,6 +101,7 @@ func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
 		e.addForeignRules()
 		defer e.dumpIPv6OnFailure()
 
+		drops := e.watchIPv6Drops()
 		start := time.Now()
 		e.startAgent()
 		t.Logf("agent start -> first reconcile done: %v", time.Since(start).Round(time.Millisecond))
@@ -111,7 +116,7 @@ func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
 		ok = e.eventually("DHCPv6 address on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::10") }) && ok
 		t.Logf("IPv6 state converged: %v", ok)
 		for _, r := range e.rules() {
-			if r.Table == 10001 && !strings.Contains(r.From, ":") {
+			if r.Priority == 10001 && r.Table == 10001 && !strings.Contains(r.From, ":") && r.From != "10.99.1.77/32" { // 10.99.1.77: foreign
 				t.Errorf("IPv4 rule on an IPv6-only ENI: %s", r)
 			}
 		}
@@ -120,6 +125,7 @@ func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
 				t.Errorf("IPv4 route in the IPv6-only ENI's table: %s", r)
 			}
 		}
+		e.waitDHCPv6Back(drops, start)
 		unpin := e.pinMainDefault6ViaPrimary()
 		e.mustPing("fd00:99:0:1::10")
 		unpin()
@@ -269,5 +275,69 @@ func (e *env) dumpIPv6OnFailure() {
 	e.t.Logf("table main: %v", e.routes(unix.RT_TABLE_MAIN))
 	if d, err := e.l.Drops6(); err == nil {
 		e.t.Logf("IPv6 source-check drops: %v", d)
+	}
+}
+
+// ipv6Drops records, from a netlink subscription in the instance, every global IPv6 address
+// deleted and every IPv6 default route deleted from an ENI table: the evidence of a manager
+// restarting IPv6 under the agent (issue #12: networkd reloads, NetworkManager's Reapply).
+type ipv6Drops struct {
+	mu     sync.Mutex
+	events []string
+	start  time.Time
+}
+
+func (d *ipv6Drops) add(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.events = append(d.events, fmt.Sprintf("+%v ", time.Since(d.start).Round(time.Millisecond))+fmt.Sprintf(format, args...))
+}
+
+func (d *ipv6Drops) list() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.events)
+}
+
+func (e *env) watchIPv6Drops() *ipv6Drops {
+	e.t.Helper()
+	d := &ipv6Drops{start: time.Now()}
+	done := make(chan struct{})
+	e.t.Cleanup(func() { close(done) })
+	ns := e.l.InstanceNS()
+	addrs := make(chan netlink.AddrUpdate, 256)
+	must(e.t, netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: &ns}))
+	routes := make(chan netlink.RouteUpdate, 256)
+	must(e.t, netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}))
+	go func() {
+		for u := range addrs {
+			if !u.NewAddr && u.LinkAddress.IP.To4() == nil && !u.LinkAddress.IP.IsLinkLocalUnicast() {
+				d.add("address %s deleted (link %d)", u.LinkAddress.IP, u.LinkIndex)
+			}
+		}
+	}()
+	go func() {
+		for u := range routes {
+			if u.Type == unix.RTM_DELROUTE && u.Family == netlink.FAMILY_V6 && (u.Dst == nil || isDefault(u.Dst)) && u.Table >= 10000 {
+				d.add("IPv6 default route deleted from table %d (gw %s)", u.Table, u.Gw)
+			}
+		}
+	}()
+	return d
+}
+
+// waitDHCPv6Back waits until every ENI has its DHCPv6 address again and logs what IPv6 lost
+// since the agent started (not asserted here: scenario 3 counts the drops).
+func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
+	e.t.Helper()
+	for _, s := range e.enis {
+		if s.Attached && len(s.IPv6s) > 0 {
+			e.eventually(s.Name+" has its DHCPv6 address "+s.IPv6s[0], func() bool { return e.hasAddress6(s.Name, s.IPv6s[0]) })
+		}
+	}
+	if ev := d.list(); len(ev) > 0 {
+		e.t.Logf("IPv6 lost since the agent started (%v ago): %d events:\n  %s", time.Since(start).Round(time.Millisecond), len(ev), strings.Join(ev, "\n  "))
+	} else {
+		e.t.Logf("IPv6 lost since the agent started: nothing")
 	}
 }
