@@ -279,7 +279,8 @@ func (e *env) dumpIPv6OnFailure() {
 }
 
 // ipv6Drops records, from a netlink subscription in the instance, every global IPv6 address
-// deleted and every IPv6 default route deleted from an ENI table: the evidence of a manager
+// deleted or added and every IPv6 default route deleted from or added to an ENI table: a timeline
+// that shows a manager
 // restarting IPv6 under the agent (issue #12: networkd reloads, NetworkManager's Reapply).
 type ipv6Drops struct {
 	mu     sync.Mutex
@@ -311,23 +312,23 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 	must(e.t, netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}))
 	go func() {
 		for u := range addrs {
-			if !u.NewAddr && u.LinkAddress.IP.To4() == nil && !u.LinkAddress.IP.IsLinkLocalUnicast() {
-				d.add("address %s deleted (link %d)", u.LinkAddress.IP, u.LinkIndex)
+			if u.LinkAddress.IP.To4() == nil && !u.LinkAddress.IP.IsLinkLocalUnicast() {
+				d.add("address %s %s (link %d)", u.LinkAddress.IP, map[bool]string{true: "added", false: "deleted"}[u.NewAddr], u.LinkIndex)
 			}
 		}
 	}()
 	go func() {
 		for u := range routes {
-			if u.Type == unix.RTM_DELROUTE && u.Family == netlink.FAMILY_V6 && (u.Dst == nil || isDefault(u.Dst)) && u.Table >= 10000 {
-				d.add("IPv6 default route deleted from table %d (gw %s)", u.Table, u.Gw)
+			if u.Family == netlink.FAMILY_V6 && (u.Dst == nil || isDefault(u.Dst)) && u.Table >= 10000 {
+				d.add("IPv6 default route %s table %d (gw %s)", map[uint16]string{unix.RTM_NEWROUTE: "added to", unix.RTM_DELROUTE: "deleted from"}[u.Type], u.Table, u.Gw)
 			}
 		}
 	}()
 	return d
 }
 
-// waitDHCPv6Back waits until every ENI has its DHCPv6 address again and logs what IPv6 lost
-// since the agent started (not asserted here: scenario 3 counts the drops).
+// waitDHCPv6Back waits until every ENI has its DHCPv6 address again and logs the IPv6 timeline
+// since the agent started (drops are not asserted here: scenario 3 counts them).
 func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 	e.t.Helper()
 	for _, s := range e.enis {
@@ -336,8 +337,8 @@ func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 		}
 	}
 	if ev := d.list(); len(ev) > 0 {
-		e.t.Logf("IPv6 lost since the agent started (%v ago): %d events:\n  %s", time.Since(start).Round(time.Millisecond), len(ev), strings.Join(ev, "\n  "))
+		e.t.Logf("IPv6 timeline since the agent started (%v ago): %d events:\n  %s", time.Since(start).Round(time.Millisecond), len(ev), strings.Join(ev, "\n  "))
 	} else {
-		e.t.Logf("IPv6 lost since the agent started: nothing")
+		e.t.Logf("IPv6 timeline since the agent started: nothing")
 	}
 }
