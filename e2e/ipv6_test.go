@@ -89,6 +89,41 @@ func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 	})
 }
 
+// Scenario 2: hot attach of a dual-stack ENI: IPv4 and IPv6 routed, and the time from attach to
+// IPv6 routed. The router is unknown when the agent first sees the link, so this is where a
+// manager must pick up the RA later without restarting IPv6.
+func TestIPv6HotAttachedDualStackENIIsRouted(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		third := thirdENI()
+		third.IPv6s = []string{"fd00:99:0:2::10"}
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), secondENI(), third}})
+		e.addForeignRules()
+		defer e.dumpIPv6OnFailure()
+		e.startAgent()
+		e.waitRule(ens6Rule10, true)
+		reloads := e.reloads.N()
+
+		drops := e.watchIPv6Drops()
+		start := time.Now()
+		must(t, e.l.Attach("ens7"))
+		e.waitRule(ens7Rule, true)
+		ok := e.eventually("ens7's IPv6 rule", func() bool {
+			return e.hasRule(rule{Priority: 10002, Table: 10002, From: "fd00:99:0:2::10/128"})
+		})
+		ok = e.eventually("ens7's RA default route in table 10002", func() bool { return e.raDefaultIn(10002, "ens7") }) && ok
+		ok = e.eventually("ens7's DHCPv6 address", func() bool { return e.hasAddress6("ens7", "fd00:99:0:2::10") }) && ok
+		if ok {
+			t.Logf("attach -> IPv6 routed (rule, table default route, DHCPv6 address): %v", time.Since(start).Round(time.Millisecond))
+		}
+		time.Sleep(3 * time.Second) // does it stay, or does the manager keep restarting IPv6?
+		e.waitDHCPv6Back(drops, start)
+		t.Logf("reloads since the attach: %d", e.reloads.N()-reloads)
+		e.mustPing("10.99.2.10")
+		e.mustPing("fd00:99:0:2::10")
+		e.assertForeignRulesIntact()
+	})
+}
+
 // Scenario 5: an IPv6-only instance. IMDS answers only on [fd00:ec2::254]; the agent, with no
 // endpoint configured, finds it and configures the ENIs.
 func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
