@@ -311,6 +311,20 @@ func (e *env) dumpIPv6OnFailure() {
 	if d, err := e.l.Drops6(); err == nil {
 		e.t.Logf("IPv6 source-check drops: %v", d)
 	}
+	if m := e.l.Manager(); m != nil {
+		var lines []string
+		for line := range strings.SplitSeq(m.Log(), "\n") {
+			l := strings.ToLower(line)
+			if strings.Contains(l, "ipv6") || strings.Contains(l, "dhcp6") || strings.Contains(l, "ndisc") ||
+				strings.Contains(l, "reapply") || strings.Contains(l, "route6") || strings.Contains(l, "ip6") {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) > 80 {
+			lines = lines[len(lines)-80:]
+		}
+		e.t.Logf("%s log, IPv6 lines (last %d):\n%s", e.backend.name, len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 // ipv6Drops records, from a netlink subscription in the instance, every global IPv6 address
