@@ -377,7 +377,7 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 }
 
 // waitDHCPv6Back waits until every ENI has its DHCPv6 address again and logs the IPv6 timeline
-// since the agent started (drops are not asserted here: scenario 3 counts them).
+// since the watch began (drops are not asserted here: scenario 3 counts them).
 func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 	e.t.Helper()
 	for _, s := range e.enis {
@@ -386,8 +386,8 @@ func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 		}
 	}
 	if ev := d.list(); len(ev) > 0 {
-		e.t.Logf("IPv6 timeline since the agent started (%v ago): %d events:\n  %s", time.Since(start).Round(time.Millisecond), len(ev), strings.Join(ev, "\n  "))
+		e.t.Logf("IPv6 timeline, from the agent's start or the attach (%v ago): %d events:\n  %s", time.Since(start).Round(time.Millisecond), len(ev), strings.Join(ev, "\n  "))
 	} else {
-		e.t.Logf("IPv6 timeline since the agent started: nothing")
+		e.t.Logf("IPv6 timeline, from the agent's start or the attach: nothing")
 	}
 }
