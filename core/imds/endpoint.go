@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -43,6 +44,16 @@ func (o Options) endpoints() ([]*url.URL, error) {
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// connectTimeout bounds connecting to one endpoint. With several, each gets a share of the
+// request's time, so that one whose packets vanish (rather than being refused) leaves time to try
+// the next within the same request; IMDS itself accepts a connection in well under a millisecond.
+func connectTimeout(request time.Duration, endpoints int) time.Duration {
+	if endpoints <= 1 {
+		return request
+	}
+	return min(request/time.Duration(endpoints+1), time.Second)
 }
 
 // fallbackTransport sends each request to the endpoint that answered last. When that one cannot

@@ -2,10 +2,12 @@ package imds_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,4 +142,52 @@ func TestFallbackEndpointsMustBeBaseURLs(t *testing.T) {
 			t.Errorf("New accepted endpoints %q", eps)
 		}
 	}
+}
+
+// blackholeAddr is a loopback address whose listener never accepts and whose queue is full, so
+// a new connection's SYN is dropped and connecting hangs, as to an address nobody answers.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the accept queue; these connections are never accepted.
+	for range 4 {
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err != nil {
+			break // the queue is full
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("the kernel still completes connections to a full listen queue; cannot simulate a black hole")
+	}
+	return addr
+}
+
+// An IPv4 endpoint that drops packets (an IPv6-only instance) must not use up the whole request
+// timeout: the IPv6 endpoint is tried within the same request.
+func TestSilentFirstEndpointLeavesTimeForTheSecond(t *testing.T) {
+	v4 := blackholeAddr(t)
+	_, v6 := fakeAt(t, "[::1]:0", "primary-and-secondary.json")
+	c := fallbackClient(t, "http://"+v4, v6.URL)
+	start := time.Now()
+	if _, err := c.Snapshot(context.Background(), nil); err != nil {
+		t.Fatalf("Snapshot with a silent IPv4 endpoint: %v", err)
+	}
+	t.Logf("first read with a silent IPv4 endpoint: %v", time.Since(start).Round(time.Millisecond))
 }

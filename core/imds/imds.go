@@ -116,7 +116,7 @@ func New(opts Options) (*Client, error) {
 	// Our own http.Client instead of the SDK's: the SDK's would take HTTP_PROXY from the
 	// environment (a link-local service must never go through a proxy) and caps response
 	// headers at 0.5s regardless of the timeout asked for. Timeout applies per attempt.
-	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: connectTimeout(opts.Timeout, len(endpoints)), KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
