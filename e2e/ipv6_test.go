@@ -14,7 +14,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
 // IPv6 end to end (issue #12). The lab's dual-stack subnets are fd00:99:0:N::/64; the router
@@ -124,6 +126,85 @@ func TestIPv6HotAttachedDualStackENIIsRouted(t *testing.T) {
 	})
 }
 
+// Scenario 3: an address added to and removed from ipv6s: rule and address follow within one
+// refresh, and neither the DHCPv6 addresses nor the ENI tables' IPv6 default routes are dropped
+// meanwhile, nor during an IPv4 change.
+func TestIPv6AddressAddedAndRemovedDropsNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		second := secondENI()
+		second.IPv6s = []string{"fd00:99:0:1::10"}
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), second}})
+		e.addForeignRules()
+		defer e.dumpIPv6OnFailure()
+		e.startAgent()
+		e.waitRule(ens6Rule6DHCP, true)
+		// Steady state first; the ENI table's route may wait for a full refresh (a known defect).
+		if !e.eventuallyWithin("RA default route in table 10001", 40*time.Second, func() bool { return e.raDefaultIn(10001, "ens6") }) {
+			t.FailNow()
+		}
+		drops := e.watchIPv6Drops()
+		start := time.Now()
+		const mac = "02:00:00:00:06:06"
+
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			s.Interfaces[mac][core.KeyLocalIPv4s] = append(s.Interfaces[mac][core.KeyLocalIPv4s], "10.99.1.30")
+		}))
+		e.waitForAddress("ens6", "10.99.1.30/32")
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			s.Interfaces[mac][core.KeyLocalIPv4s] = slices.DeleteFunc(s.Interfaces[mac][core.KeyLocalIPv4s], func(a string) bool { return a == "10.99.1.30" })
+		}))
+		e.waitNoAddress("ens6", "10.99.1.30/32")
+		t.Logf("IPv4 address added and removed: %v", time.Since(start).Round(time.Millisecond))
+
+		added := rule{Priority: 10001, Table: 10001, From: "fd00:99:0:1::30/128"}
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			s.Interfaces[mac][core.KeyIPv6s] = append(s.Interfaces[mac][core.KeyIPv6s], "fd00:99:0:1::30")
+		}))
+		e.eventually("rule for the added ipv6s entry", func() bool { return e.hasRule(added) })
+		e.eventually("the added ipv6s entry on ens6", func() bool { return e.hasAddress6("ens6", "fd00:99:0:1::30") })
+		must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
+			s.Interfaces[mac][core.KeyIPv6s] = slices.DeleteFunc(s.Interfaces[mac][core.KeyIPv6s], func(a string) bool { return a == "fd00:99:0:1::30" })
+		}))
+		e.eventually("rule for the removed ipv6s entry gone", func() bool { return !e.hasRule(added) })
+		e.eventually("the removed ipv6s entry gone from ens6", func() bool { return !e.hasAddress6("ens6", "fd00:99:0:1::30") })
+		time.Sleep(1500 * time.Millisecond) // one more refresh
+		e.waitDHCPv6Back(drops, start)
+
+		for _, a := range []string{"fd00:99::10", "fd00:99:0:1::10"} {
+			if n := drops.addrDeleted(a); n != 0 {
+				t.Errorf("DHCPv6 address %s deleted %d times during the changes, want 0", a, n)
+			}
+		}
+		for _, table := range []int{10000, 10001} {
+			if n := drops.defaultDeleted(table); n != 0 {
+				t.Errorf("table %d lost its IPv6 default route %d times during the changes, want 0", table, n)
+			}
+		}
+		e.mustPing("fd00:99:0:1::10")
+		e.assertForeignRulesIntact()
+	})
+}
+
+// Scenario 8: detaching a dual-stack ENI removes its IPv6 rules and routes too.
+func TestIPv6DetachLeavesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), dualStackSecond()}})
+		e.addForeignRules()
+		defer e.dumpIPv6OnFailure()
+		e.startAgent()
+		e.waitRule(ens6Rule6DHCP, true)
+		e.waitRule(ens6Rule6Prefix, true)
+		must(t, e.l.Detach("ens6"))
+		for _, r := range []rule{ens6Rule6DHCP, ens6Rule6Second, ens6Rule6Prefix, ens6Rule10, ens6Rule20} {
+			e.eventually(fmt.Sprintf("rule %s gone", r), func() bool { return !e.hasRule(r) })
+		}
+		e.eventually("table 10001 empty", func() bool { return len(e.routes(10001)) == 0 })
+		e.eventually("ens6's files removed", func() bool { return len(e.filesOf("ens6")) == 0 })
+		e.mustPing("fd00:99::10")
+		e.assertForeignRulesIntact()
+	})
+}
+
 // Scenario 5: an IPv6-only instance. IMDS answers only on [fd00:ec2::254]; the agent, with no
 // endpoint configured, finds it and configures the ENIs.
 func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
@@ -198,7 +279,12 @@ func withoutEndpoint(t *testing.T, config string) string {
 // reports every IPv6 defect of a backend.
 func (e *env) eventually(what string, cond func() bool) bool {
 	e.t.Helper()
-	err := e.l.WaitFor(context.Background(), what, waitLong, func() (bool, error) { return cond(), nil })
+	return e.eventuallyWithin(what, waitLong, cond)
+}
+
+func (e *env) eventuallyWithin(what string, timeout time.Duration, cond func() bool) bool {
+	e.t.Helper()
+	err := e.l.WaitFor(context.Background(), what, timeout, func() (bool, error) { return cond(), nil })
 	if err != nil {
 		e.t.Errorf("%v", err)
 		return false
@@ -334,7 +420,10 @@ func (e *env) dumpIPv6OnFailure() {
 type ipv6Drops struct {
 	mu     sync.Mutex
 	events []string
-	start  time.Time
+	// deletedAddrs and deletedDefaults count deletions by address and by ENI table.
+	deletedAddrs    map[string]int
+	deletedDefaults map[int]int
+	start           time.Time
 }
 
 func (d *ipv6Drops) add(format string, args ...any) {
@@ -349,9 +438,22 @@ func (d *ipv6Drops) list() []string {
 	return slices.Clone(d.events)
 }
 
+// addrDeleted is how often addr was deleted; defaultDeleted how often table lost an IPv6 default.
+func (d *ipv6Drops) addrDeleted(addr string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.deletedAddrs[addr]
+}
+
+func (d *ipv6Drops) defaultDeleted(table int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.deletedDefaults[table]
+}
+
 func (e *env) watchIPv6Drops() *ipv6Drops {
 	e.t.Helper()
-	d := &ipv6Drops{start: time.Now()}
+	d := &ipv6Drops{start: time.Now(), deletedAddrs: map[string]int{}, deletedDefaults: map[int]int{}}
 	done := make(chan struct{})
 	e.t.Cleanup(func() { close(done) })
 	ns := e.l.InstanceNS()
@@ -363,6 +465,11 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 		for u := range addrs {
 			if u.LinkAddress.IP.To4() == nil && !u.LinkAddress.IP.IsLinkLocalUnicast() {
 				d.add("address %s %s (link %d)", u.LinkAddress.IP, map[bool]string{true: "added", false: "deleted"}[u.NewAddr], u.LinkIndex)
+				if !u.NewAddr {
+					d.mu.Lock()
+					d.deletedAddrs[u.LinkAddress.IP.String()]++
+					d.mu.Unlock()
+				}
 			}
 		}
 	}()
@@ -370,6 +477,11 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 		for u := range routes {
 			if u.Family == netlink.FAMILY_V6 && (u.Dst == nil || isDefault(u.Dst)) && u.Table >= 10000 {
 				d.add("IPv6 default route %s table %d (gw %s)", map[uint16]string{unix.RTM_NEWROUTE: "added to", unix.RTM_DELROUTE: "deleted from"}[u.Type], u.Table, u.Gw)
+				if u.Type == unix.RTM_DELROUTE {
+					d.mu.Lock()
+					d.deletedDefaults[u.Table]++
+					d.mu.Unlock()
+				}
 			}
 		}
 	}()
