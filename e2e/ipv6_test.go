@@ -194,12 +194,18 @@ func TestIPv6DetachLeavesNothing(t *testing.T) {
 		e.startAgent()
 		e.waitRule(ens6Rule6DHCP, true)
 		e.waitRule(ens6Rule6Prefix, true)
+		drops := e.watchIPv6Drops()
+		start := time.Now()
 		must(t, e.l.Detach("ens6"))
 		for _, r := range []rule{ens6Rule6DHCP, ens6Rule6Second, ens6Rule6Prefix, ens6Rule10, ens6Rule20} {
 			e.eventually(fmt.Sprintf("rule %s gone", r), func() bool { return !e.hasRule(r) })
 		}
 		e.eventually("table 10001 empty", func() bool { return len(e.routes(10001)) == 0 })
 		e.eventually("ens6's files removed", func() bool { return len(e.filesOf("ens6")) == 0 })
+		e.waitDHCPv6Back(drops, start)
+		if n := drops.addrDeleted("fd00:99::10"); n != 0 {
+			t.Errorf("the primary ENI's DHCPv6 address was deleted %d times by the detach of another ENI, want 0", n)
+		}
 		e.mustPing("fd00:99::10")
 		e.assertForeignRulesIntact()
 	})
@@ -493,7 +499,7 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 	e.t.Helper()
 	for _, s := range e.enis {
-		if s.Attached && len(s.IPv6s) > 0 {
+		if _, err := e.nl.LinkByName(s.Name); err == nil && len(s.IPv6s) > 0 { // attached now
 			e.eventually(s.Name+" has its DHCPv6 address "+s.IPv6s[0], func() bool { return e.hasAddress6(s.Name, s.IPv6s[0]) })
 		}
 	}
