@@ -52,8 +52,8 @@ type Config struct {
 
 // IMDS configures the instance metadata client.
 type IMDS struct {
-	// Endpoint overrides the metadata service URL. Empty keeps the SDK's choice: http://169.254.169.254,
-	// or AWS_EC2_METADATA_SERVICE_ENDPOINT when that is set.
+	// Endpoint overrides the metadata service URL. Empty: AWS_EC2_METADATA_SERVICE_ENDPOINT when
+	// that is set, else http://169.254.169.254, then http://[fd00:ec2::254] (see imds.Options).
 	Endpoint string `koanf:"endpoint"`
 	// Timeout bounds each HTTP request, so a hung IMDS cannot stall the daemon.
 	Timeout time.Duration `koanf:"timeout"`

@@ -110,6 +110,10 @@ type envOptions struct {
 	// beforeManager runs after the lab is up and before the network manager starts (to install a
 	// user's own configuration, say).
 	beforeManager func(*lab.Lab) error
+	// imds selects where the lab's IMDS answers (default 169.254.169.254 only).
+	imds lab.IMDSEndpoints
+	// autoEndpoint leaves imds.endpoint out of the agent's configuration: it must find IMDS.
+	autoEndpoint bool
 }
 
 const waitLong = 15 * time.Second
@@ -123,10 +127,11 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l, err := lab.New(ctx, lab.Options{
-		Name:     labPrefix,
-		Scenario: &scenario.Scenario{InstanceID: "i-0e2e0000000000001", MAC: o.enis[0].MAC},
-		ENIs:     o.enis,
-		Logf:     t.Logf,
+		Name:          labPrefix,
+		Scenario:      &scenario.Scenario{InstanceID: "i-0e2e0000000000001", MAC: o.enis[0].MAC},
+		ENIs:          o.enis,
+		IMDSEndpoints: o.imds,
+		Logf:          t.Logf,
 	})
 	if err != nil {
 		t.Fatalf("lab: %v", err)
@@ -155,10 +160,13 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	e.reloads, err = l.CountReloads(bc.name)
 	must(t, err)
 	e.config = lab.AgentConfig(bc.name, "1s", o.interfaces)
+	if o.autoEndpoint {
+		e.config = withoutEndpoint(t, e.config)
+	}
 	must(t, l.WriteInstanceFile("/etc/ec2-net-utils.conf", e.config, 0o644))
 	for i, spec := range o.enis {
 		if spec.Attached && (i == 0 || !bc.agentLeases) {
-			e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+			e.waitForLeases(spec)
 		}
 	}
 	return e
@@ -175,7 +183,7 @@ func (e *env) startAgent() {
 		// The scenarios start from a host whose ENIs have their DHCP addresses.
 		for _, spec := range e.enis {
 			if spec.Attached {
-				e.waitForAddress(spec.Name, spec.PrivateIPs[0]+"/24")
+				e.waitForLeases(spec)
 			}
 		}
 	}
@@ -304,11 +312,16 @@ func (e *env) waitNoAddress(link, cidr string) {
 	})
 }
 
-// ping reports whether one echo from src to the lab's internet address comes back.
+// ping reports whether one echo from src to the lab's internet address (of src's family) comes
+// back.
 func (e *env) ping(src string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return e.l.Ping(ctx, src, e.l.InternetAddr())
+	dst := e.l.InternetAddr()
+	if strings.Contains(src, ":") {
+		dst = e.l.InternetAddr6()
+	}
+	return e.l.Ping(ctx, src, dst)
 }
 
 func (e *env) mustPing(src string) {

@@ -17,6 +17,10 @@ func newIMDSClient(cfg conf.Config, log hclog.Logger) (*imds.Client, error) {
 		// The SDK's own variable, honoured explicitly so the log says which endpoint is used.
 		endpoint = os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
 	}
+	if endpoint == "" {
+		// IPv6-only instances reach IMDS only on its IPv6 address; the client keeps whichever answers.
+		log.Debug("IMDS endpoint not configured: trying IPv4, then IPv6", "endpoints", []string{imds.EndpointIPv4, imds.EndpointIPv6})
+	}
 	client, err := imds.New(imds.Options{
 		Endpoint:           endpoint,
 		Timeout:            cfg.IMDS.Timeout,

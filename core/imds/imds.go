@@ -16,7 +16,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,10 +39,14 @@ import (
 
 // Options configure a Client. Zero values take the defaults in their comments.
 type Options struct {
-	// Endpoint is IMDS's base URL, e.g. "http://169.254.169.254". Empty means the SDK's choice:
-	// AWS_EC2_METADATA_SERVICE_ENDPOINT if set, else the IPv4 (or, with IPv6, the IPv6) address.
+	// Endpoint is IMDS's base URL, e.g. "http://169.254.169.254", and the only one used. Empty
+	// means Endpoints.
 	Endpoint string
-	// IPv6 selects http://[fd00:ec2::254] when Endpoint is empty (IPv6-only instances).
+	// Endpoints are tried in order when Endpoint is empty; the first that accepts a connection is
+	// remembered and used until it stops accepting them (see fallbackTransport). Default:
+	// EndpointIPv4, then EndpointIPv6, as amazon-ec2-net-utils 2.x tries them.
+	Endpoints []string
+	// IPv6 makes the default EndpointIPv6 alone (an instance known to be IPv6-only).
 	IPv6 bool
 	// Timeout bounds each HTTP request, connection included (default 2s). IMDS answers in about a
 	// millisecond; a request that takes longer is lost, and waiting helps nothing.
@@ -127,18 +130,16 @@ type Client struct {
 // New builds a client. It sends nothing: the first request goes out with the first read.
 func New(opts Options) (*Client, error) {
 	opts = opts.withDefaults()
-	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("imds: endpoint %q is not an http:// or https:// URL", opts.Endpoint)
-		}
+	endpoints, err := opts.endpoints()
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{opts: opts, log: opts.Logger}
 
 	// Our own http.Client instead of the SDK's: the SDK's would take HTTP_PROXY from the
 	// environment (a link-local service must never go through a proxy) and caps response
 	// headers at 0.5s regardless of the timeout asked for. Timeout applies per attempt.
-	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: connectTimeout(opts.Timeout, len(endpoints)), KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
@@ -146,7 +147,11 @@ func New(opts Options) (*Client, error) {
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: opts.Timeout,
 	}
-	httpClient := &http.Client{Timeout: opts.Timeout, Transport: countingTransport{next: boundedTransport{transport}, n: &c.requests}}
+	var rt http.RoundTripper = countingTransport{next: boundedTransport{transport}, n: &c.requests}
+	if len(endpoints) > 1 {
+		rt = &fallbackTransport{next: rt, endpoints: endpoints, log: opts.Logger}
+	}
+	httpClient := &http.Client{Timeout: opts.Timeout, Transport: rt}
 
 	// The standard retryer retries 5xx, 429 (throttling), connection errors and timeouts, with
 	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
@@ -163,7 +168,8 @@ func New(opts Options) (*Client, error) {
 	})
 
 	sdkOpts := sdkimds.Options{
-		Endpoint:   opts.Endpoint,
+		// With several endpoints the SDK builds URLs for the first; fallbackTransport redirects.
+		Endpoint:   endpoints[0].String(),
 		HTTPClient: httpClient,
 		Retryer:    retryer,
 		// IMDSv2 only: falling back to v1 would hide a token failure and is disabled on
@@ -179,9 +185,6 @@ func New(opts Options) (*Client, error) {
 		APIOptions: []func(*middleware.Stack) error{
 			awsmiddleware.AddUserAgentKeyValue("ec2-net-utils", opts.Version),
 		},
-	}
-	if opts.IPv6 {
-		sdkOpts.EndpointMode = sdkimds.EndpointModeStateIPv6
 	}
 	c.sdk = sdkimds.New(sdkOpts)
 	return c, nil

@@ -32,6 +32,15 @@ type ENISpec struct {
 	// in the slot's subnet. Default 10.99.N.10.
 	PrivateIPs   []string
 	IPv4Prefixes []string
+	// IPv6s are ipv6s, in the slot's subnet fd00:99:0:N::/64; the first is the one DHCPv6 hands
+	// out. IPv6s, IPv6Prefixes (ipv6-prefix, e.g. an /80) or IPv6Subnet make the subnet dual-stack:
+	// the router advertises it and IMDS lists subnet-ipv6-cidr-blocks and vpc-ipv6-cidr-blocks.
+	IPv6s        []string
+	IPv6Prefixes []string
+	IPv6Subnet   bool
+	// IPv6Only puts the ENI in an IPv6-only subnet: no local-ipv4s, no subnet-ipv4-cidr-block, no
+	// DHCPv4 lease. PrivateIPs must be empty and IPv6s not.
+	IPv6Only bool
 	// Attached attaches the ENI right away (see Attach).
 	Attached bool
 	// OmitNetworkCard leaves network-card out of IMDS (it then answers 404), as for the
@@ -69,7 +78,7 @@ func (s *ENISpec) normalize() error {
 		s.InterfaceID = fmt.Sprintf("eni-%017d", s.Slot)
 	}
 	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, byte(s.Slot), 0}), 24)
-	if len(s.PrivateIPs) == 0 {
+	if len(s.PrivateIPs) == 0 && !s.IPv6Only {
 		s.PrivateIPs = []string{fmt.Sprintf("10.99.%d.10", s.Slot)}
 	}
 	for _, ip := range s.PrivateIPs {
@@ -86,7 +95,9 @@ func (s *ENISpec) normalize() error {
 	}
 	s.PrivateIPs = slices.Clone(s.PrivateIPs)
 	s.IPv4Prefixes = slices.Clone(s.IPv4Prefixes)
-	return nil
+	s.IPv6s = slices.Clone(s.IPv6s)
+	s.IPv6Prefixes = slices.Clone(s.IPv6Prefixes)
+	return s.normalizeIPv6()
 }
 
 // AddENI creates the ENI, detached: the veth pair vpcN (router side, 10.99.N.1/24) and spec.Name
@@ -155,6 +166,9 @@ func (l *Lab) createVeth(e *eni) error {
 	gw, _ := netlink.ParseAddr(fmt.Sprintf("10.99.%d.1/24", e.spec.Slot))
 	if err := h.AddrAdd(link, gw); err != nil {
 		return fmt.Errorf("lab: %s: ip addr add %s dev %s: %w", l.vpcNS, gw, e.vpcName(), err)
+	}
+	if err := l.addRouter6(h, link, e); err != nil {
+		return err
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("lab: %s: ip link set %s up: %w", l.vpcNS, e.vpcName(), err)

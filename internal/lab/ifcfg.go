@@ -64,6 +64,18 @@ func (l *Lab) setupIfcfg(repoRoot string) error {
 		"-lf", "/var/lib/dhcp/dhclient--"+primary+".lease", "-pf", "/run/dhclient-"+primary+".pid", primary); err != nil {
 		return err
 	}
+	// DHCPV6C=yes: on a dual-stack subnet ifup also runs dhclient -6, once the link-local address
+	// has left duplicate address detection (initscripts' ipv6_wait_tentative: dhclient -6 cannot
+	// bind before). The kernel takes the RA.
+	if l.attachedHasIPv6(primary) {
+		if err := l.waitLinkLocal(primary); err != nil {
+			return err
+		}
+		if _, err := l.Start("dhclient6-"+primary, "dhclient", "-6", "-d", "-q",
+			"-lf", "/var/lib/dhcp/dhclient6--"+primary+".lease", "-pf", "/run/dhclient6-"+primary+".pid", primary); err != nil {
+			return err
+		}
+	}
 	return l.StartManager(ManagerNone)
 }
 

@@ -4,9 +4,11 @@
 // One lab is three namespaces and a handful of processes, all named <id>-... where id is
 // Options.Name plus a random suffix:
 //
-//   - <id>-vpc: the VPC router. ENI slot N is veth vpcN = 10.99.N.1/24; 169.254.169.254 (the fake
-//     IMDS, served in-process) and 198.51.100.1 (the "internet") live on its lo; dnsmasq hands out
-//     each ENI's IMDS primary address by MAC; nftables enforces the VPC source/destination check.
+//   - <id>-vpc: the VPC router. ENI slot N is veth vpcN = 10.99.N.1/24 (and fd00:99:0:N::1/64 on
+//     a dual-stack subnet); 169.254.169.254 and/or fd00:ec2::254 (the fake IMDS, served
+//     in-process), 198.51.100.1 and 2001:db8:ffff::1 (the "internet") live on its lo; dnsmasq hands
+//     out each ENI's IMDS primary addresses by MAC (DHCPv4, and DHCPv6 with router advertisements);
+//     nftables enforces the VPC source/destination check for both families.
 //   - <id>-inst: the instance. A holder process owns a private mount+UTS namespace (/etc overlay,
 //     private /run, read-only /sys) in which a private D-Bus system bus and the network manager run.
 //   - <id>-pool: where detached ENIs wait. Attach moves the link into <id>-inst, as EC2 does.
@@ -54,6 +56,9 @@ type Options struct {
 	Scenario *scenario.Scenario
 	// ENIs are added (and attached when ENISpec.Attached) before New returns.
 	ENIs []ENISpec
+	// IMDSEndpoints selects where the fake IMDS answers: 169.254.169.254 (default), also or only
+	// [fd00:ec2::254].
+	IMDSEndpoints IMDSEndpoints
 	// Logf receives progress and timings, e.g. t.Logf. Default: discard.
 	Logf func(format string, args ...any)
 }
@@ -146,11 +151,11 @@ func New(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := l.createNamespaces(ctx); err != nil {
 		return nil, err
 	}
-	if err := l.setupVPC(); err != nil {
+	if err := l.setupVPC(opts.IMDSEndpoints); err != nil {
 		return nil, err
 	}
 	l.imds = fakeimds.New(sc)
-	if err := l.serveIMDS(); err != nil {
+	if err := l.serveIMDS(opts.IMDSEndpoints); err != nil {
 		return nil, err
 	}
 	if err := l.startHolder(ctx); err != nil {

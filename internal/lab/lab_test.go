@@ -161,15 +161,7 @@ func linkIn(l *Lab, h func() (*netlink.Handle, error), name string) bool {
 // imdsGet fetches a metadata path from inside the instance with curl (IMDSv2 token first).
 func imdsGet(t *testing.T, l *Lab, path string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	script := `T=$(curl -sf -m 3 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) &&
-curl -sf -m 3 -H "X-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/` + path
-	out, err := l.Command(ctx, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("IMDS GET %s from the instance: %v: %s", path, err, out)
-	}
-	return string(out)
+	return imdsGetAt(t, l, IMDSAddr, path)
 }
 
 func drops(t *testing.T, l *Lab, iface string) int {

@@ -15,9 +15,10 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 )
 
-// Ping sends one ICMP echo from inside the instance, from source address src to dst, and waits
-// up to 1 s for the reply — `ping -c1 -W1 -I src dst`, without needing iputils. Binding the source
-// address makes the kernel route it like ping does, policy rules (`from src`) included.
+// Ping sends one ICMP (or ICMPv6) echo from inside the instance, from source address src to dst,
+// and waits up to 1 s for the reply — `ping -c1 -W1 -I src dst` (ping -6 for IPv6), without
+// needing iputils. Binding the source address makes the kernel route it like ping does, policy
+// rules (`from src`) included.
 func (l *Lab) Ping(ctx context.Context, src, dst string) error { return ping(ctx, l.inst, src, dst) }
 
 // ping sends the echo from inside ns, which must be one of the lab's (never the caller's own).
@@ -26,17 +27,23 @@ func ping(ctx context.Context, ns netns.NsHandle, src, dst string) error {
 		return errors.New("lab: ping: no namespace to ping from")
 	}
 	s, err := netip.ParseAddr(src)
-	if err != nil || !s.Is4() {
-		return fmt.Errorf("lab: ping: source %q is not an IPv4 address", src)
+	if err != nil {
+		return fmt.Errorf("lab: ping: source %q is not an IP address", src)
 	}
 	d, err := netip.ParseAddr(dst)
-	if err != nil || !d.Is4() {
-		return fmt.Errorf("lab: ping: destination %q is not an IPv4 address", dst)
+	if err != nil || d.Is4() != s.Is4() {
+		return fmt.Errorf("lab: ping: destination %q is not an address of the source's family", dst)
+	}
+	// ICMP and ICMPv6 differ in the protocol, the echo types and the length of the IP header that
+	// an error message quotes; the kernel fills in the ICMPv6 checksum itself.
+	network, request, reply, unreachable, quoted := "ip4:icmp", byte(8), byte(0), byte(3), 20
+	if s.Is6() {
+		network, request, reply, unreachable, quoted = "ip6:ipv6-icmp", 128, 129, 1, 40
 	}
 	var conn *net.IPConn
 	err = netnsx.Do(ns, func() error {
 		var err error
-		conn, err = net.ListenIP("ip4:icmp", &net.IPAddr{IP: s.AsSlice()})
+		conn, err = net.ListenIP(network, &net.IPAddr{IP: s.AsSlice()})
 		return err
 	})
 	if err != nil {
@@ -48,7 +55,7 @@ func ping(ctx context.Context, ns netns.NsHandle, src, dst string) error {
 	if _, err := rand.Read(idSeq[:]); err != nil {
 		return fmt.Errorf("lab: ping: %w", err)
 	}
-	req := echo(8, idSeq, []byte("ec2-net-utils lab"))
+	req := echo(request, idSeq, []byte("ec2-net-utils lab"))
 	deadline := time.Now().Add(time.Second)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -69,17 +76,17 @@ func ping(ctx context.Context, ns netns.NsHandle, src, dst string) error {
 			return fmt.Errorf("lab: ping %s from %s: %w", dst, src, err)
 		}
 		// A raw socket sees every ICMP packet to src; keep only the reply to this echo.
-		if n < 8 || from.String() != dst {
+		if n < 8 {
 			continue
 		}
 		switch buf[0] {
-		case 0: // echo reply
-			if [4]byte(buf[4:8]) == idSeq {
+		case reply:
+			if from.String() == d.String() && [4]byte(buf[4:8]) == idSeq {
 				return nil
 			}
-		case 3: // destination unreachable, quoting our IP header + echo header
-			if n >= 8+20+8 && [4]byte(buf[8+20+4:8+20+8]) == idSeq {
-				return fmt.Errorf("lab: ping %s from %s: destination unreachable (code %d)", dst, src, buf[1])
+		case unreachable: // quoting our IP header + echo header; any router may send it
+			if n >= 8+quoted+8 && [4]byte(buf[8+quoted+4:8+quoted+8]) == idSeq {
+				return fmt.Errorf("lab: ping %s from %s: destination unreachable from %s (code %d)", dst, src, from, buf[1])
 			}
 		}
 	}

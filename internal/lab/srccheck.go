@@ -25,8 +25,9 @@ const nftTable = "ec2lab"
 
 // srcCheckIface is what one vpc-side interface accepts.
 type srcCheckIface struct {
-	Name    string   // vpcN
-	Sources []string // addresses and prefixes, nft syntax
+	Name     string   // vpcN
+	Sources  []string // addresses and prefixes, nft syntax
+	Sources6 []string // the same for IPv6
 }
 
 // counterName is the named nft counter that counts drops on iface. Counters are objects that
@@ -87,7 +88,8 @@ func (l *Lab) srcCheckIfaces() []srcCheckIface {
 	enis := slices.SortedFunc(maps.Values(l.enis), func(a, b *eni) int { return a.spec.Slot - b.spec.Slot })
 	out := make([]srcCheckIface, 0, len(enis))
 	for _, e := range enis {
-		out = append(out, srcCheckIface{Name: e.vpcName(), Sources: allowedSources(sc.Interfaces[e.mac])})
+		keys := sc.Interfaces[e.mac]
+		out = append(out, srcCheckIface{Name: e.vpcName(), Sources: allowedSources(keys), Sources6: allowedSources6(keys)})
 	}
 	return out
 }
@@ -95,7 +97,8 @@ func (l *Lab) srcCheckIfaces() []srcCheckIface {
 // syncSrcCheck loads the ruleset in one nft transaction. Callers hold l.mu.
 func (l *Lab) syncSrcCheck(ctx context.Context) error {
 	path := filepath.Join(l.dir, "srccheck.nft")
-	if err := os.WriteFile(path, []byte(renderSrcCheck(l.srcCheckIfaces())), 0o644); err != nil {
+	ifaces := l.srcCheckIfaces()
+	if err := os.WriteFile(path, []byte(renderSrcCheck(ifaces)+renderSrcCheck6(ifaces)), 0o644); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
 	return run(ctx, "ip", "netns", "exec", l.vpcNS, "nft", "-f", path)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,7 +23,7 @@ import (
 
 // setupVPC configures the router namespace: addresses on lo, forwarding between subnets, and
 // rp_filter off so that only the source/destination check decides what is dropped.
-func (l *Lab) setupVPC() error {
+func (l *Lab) setupVPC(imds IMDSEndpoints) error {
 	h, err := netlink.NewHandleAt(l.vpc)
 	if err != nil {
 		return fmt.Errorf("lab: netlink in %s: %w", l.vpcNS, err)
@@ -37,22 +36,27 @@ func (l *Lab) setupVPC() error {
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("lab: %s: ip link set lo up: %w", l.vpcNS, err)
 	}
-	for _, a := range []string{IMDSAddr + "/32", internetAddr + "/32"} {
+	v4 := []string{internetAddr + "/32"}
+	if imds != IMDSIPv6Only {
+		v4 = append(v4, IMDSAddr+"/32")
+	}
+	for _, a := range v4 {
 		addr, _ := netlink.ParseAddr(a)
 		if err := h.AddrAdd(lo, addr); err != nil {
 			return fmt.Errorf("lab: %s: ip addr add %s dev lo: %w", l.vpcNS, a, err)
 		}
 	}
 	for key, v := range map[string]string{
-		"net.ipv4.ip_forward":                "1",
-		"net.ipv4.conf.all.rp_filter":        "0",
-		"net.ipv4.conf.default.rp_filter":    "0",
-		"net.ipv6.conf.all.disable_ipv6":     "1", // the lab is IPv4 only; no RA/DAD noise
-		"net.ipv6.conf.default.disable_ipv6": "1",
+		"net.ipv4.ip_forward":             "1",
+		"net.ipv4.conf.all.rp_filter":     "0",
+		"net.ipv4.conf.default.rp_filter": "0",
 	} {
 		if err := sysctl(l.vpc, key, v); err != nil {
 			return err
 		}
+	}
+	if err := l.setupVPC6(h, lo, imds); err != nil {
+		return err
 	}
 	// The instance behaves like a systemd distro (50-default.conf: loose reverse-path filter), not
 	// like whatever the host happens to have, which a new namespace would inherit.
@@ -87,24 +91,34 @@ func (l *Lab) setupVPC() error {
 	return nil
 }
 
-// serveIMDS listens on 169.254.169.254:80 inside the vpc namespace; the socket keeps that
-// namespace, so the HTTP server itself runs on ordinary goroutines.
-func (l *Lab) serveIMDS() error {
-	var ln net.Listener
+// serveIMDS listens on 169.254.169.254:80 and/or [fd00:ec2::254]:80 inside the vpc namespace;
+// the sockets keep that namespace, so the HTTP server itself runs on ordinary goroutines.
+func (l *Lab) serveIMDS(endpoints IMDSEndpoints) error {
+	var lns []net.Listener
 	err := netnsx.Do(l.vpc, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(IMDSAddr, "80"))
-		return err
+		for _, a := range endpoints.addrs() {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return err
+			}
+			lns = append(lns, ln)
+		}
+		return nil
 	})
 	if err != nil {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
 		return fmt.Errorf("lab: fake IMDS listen in %s: %w", l.vpcNS, err)
 	}
 	l.httpSrv = &http.Server{Handler: l.imds, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := l.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			l.logf("lab %s: fake IMDS: %v", l.id, err)
-		}
-	}()
+	for _, ln := range lns {
+		go func() {
+			if err := l.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				l.logf("lab %s: fake IMDS: %v", l.id, err)
+			}
+		}()
+	}
 	return nil
 }
 
@@ -135,6 +149,7 @@ func (l *Lab) startDnsmasq(ctx context.Context) error {
 			fmt.Sprintf("--dhcp-range=set:s%d,10.99.%d.0,static,255.255.255.0,1h", n, n),
 			fmt.Sprintf("--dhcp-option=tag:s%d,option:router,10.99.%d.1", n, n))
 	}
+	args = append(args, dnsmasqArgs6()...)
 	p, err := l.spawn("dnsmasq", args)
 	if err != nil {
 		return err
@@ -150,7 +165,7 @@ func (l *Lab) startDnsmasq(ctx context.Context) error {
 	})
 }
 
-// writeHosts renders the dnsmasq hosts file: each ENI's MAC to its primary address as IMDS
+// writeHosts renders the dnsmasq hosts file: each ENI's MAC to its primary addresses as IMDS
 // currently says, or as it said when last published (detached ENIs keep their address, as on EC2).
 // dnsmasq is reloaded only when the file changed. Callers hold l.mu.
 func (l *Lab) writeHosts() error {
@@ -162,14 +177,9 @@ func (l *Lab) writeHosts() error {
 		if live, ok := sc.Interfaces[e.mac]; ok && len(live[core.KeyLocalIPv4s]) > 0 {
 			keys = live
 		}
-		ips := keys[core.KeyLocalIPv4s]
-		if len(ips) == 0 {
-			continue
+		if line := hostLine(e.mac, keys); line != "" {
+			lines = append(lines, line)
 		}
-		if _, err := netip.ParseAddr(ips[0]); err != nil {
-			continue // a test feeding IMDS garbage must not break the VPC
-		}
-		lines = append(lines, e.mac+","+ips[0])
 	}
 	sort.Strings(lines)
 	content := strings.Join(lines, "\n") + "\n"
@@ -224,5 +234,6 @@ func eniKeys(spec ENISpec) map[string]scenario.Value {
 	if len(spec.IPv4Prefixes) > 0 {
 		keys[core.KeyIPv4Prefix] = append(scenario.Value(nil), spec.IPv4Prefixes...)
 	}
+	addIPv6Keys(keys, spec)
 	return keys
 }
