@@ -172,13 +172,11 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	return e
 }
 
-// startAgent runs `ec2-net-utils daemon` inside the instance and waits for its first pass.
+// startAgent runs `ec2-net-utils daemon` inside the instance and waits for its first pass and,
+// when the agent hands out the leases (ifcfg), for every attached ENI's DHCP address.
 func (e *env) startAgent() {
 	e.t.Helper()
-	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
-	must(e.t, err)
-	e.agent = p
-	e.waitLog("first reconcile pass", "ready: first reconcile done")
+	e.startDaemon()
 	if e.backend.agentLeases {
 		// The scenarios start from a host whose ENIs have their DHCP addresses.
 		for _, spec := range e.enis {
@@ -187,6 +185,16 @@ func (e *env) startAgent() {
 			}
 		}
 	}
+}
+
+// startDaemon runs `ec2-net-utils daemon` inside the instance and waits for its first pass only:
+// for a test in which an ENI must never get its lease from the agent.
+func (e *env) startDaemon() {
+	e.t.Helper()
+	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
+	must(e.t, err)
+	e.agent = p
+	e.waitLog("first reconcile pass", "ready: first reconcile done")
 }
 
 // stopAgent sends SIGTERM and expects a clean exit.
@@ -326,6 +334,16 @@ func (e *env) ping(src string) error {
 
 func (e *env) mustPing(src string) {
 	e.t.Helper()
+	// Wait for the source address as `ip addr` shows it, usable: when the agent first takes an
+	// ENI over from the packaged base configuration, the manager reactivates it (docs/backends.md)
+	// and re-leases its DHCP address, while the plan's rules, routes and secondary addresses are
+	// already there. Pinging then fails on bind, not on routing.
+	if err := e.l.WaitFor(context.Background(), src+" assigned", waitLong, func() (bool, error) {
+		return e.assigned(src), nil
+	}); err != nil {
+		e.t.Errorf("ping from %s: %v", src, err)
+		return
+	}
 	// The first echo may race ARP on a link that just came up; three tries are still one
 	// round trip when routing is right, and all fail when it is wrong.
 	var err error
@@ -335,6 +353,19 @@ func (e *env) mustPing(src string) {
 		}
 	}
 	e.t.Errorf("ping from %s to the internet address failed: %v", src, err)
+}
+
+// assigned reports whether ip is an address of a link in the instance that a socket can bind:
+// not tentative (IPv6 DAD, IPv4 conflict detection) and not failed.
+func (e *env) assigned(ip string) bool {
+	e.t.Helper()
+	as, err := e.nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		e.t.Fatalf("ip addr: %v", err)
+	}
+	return slices.ContainsFunc(as, func(a netlink.Addr) bool {
+		return a.IP.String() == ip && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0
+	})
 }
 
 func (e *env) mustNotPing(src string) {

@@ -146,11 +146,8 @@ func TestIfcfgMainRouteTableNoKeepsTheENIOutOfMain(t *testing.T) {
 func TestIfcfgEC2SyncNoLeavesTheENIAlone(t *testing.T) {
 	e := newEnv(t, backendNamed(t, "ifcfg"), envOptions{})
 	must(t, e.l.WriteInstanceFile("/etc/sysconfig/network-scripts/ifcfg-ens6", onePointXIfcfg("EC2SYNC=no"), 0o644))
-	// Not e.startAgent: that waits for ens6's lease, which this test expects never to come.
-	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
-	must(t, err)
-	e.agent = p
-	e.waitLog("first reconcile pass", "ready: first reconcile done")
+	// Not startAgent: that waits for ens6's lease, which must never come.
+	e.startDaemon()
 	e.waitForAddress("ens5", "10.99.0.20/32") // the primary ENI is configured
 	e.waitFor("two refreshes", func() (bool, error) { return strings.Count(e.agent.Log(), "reason=refresh") >= 2, nil })
 	if left := e.ifcfgLeftovers("ens6", 10001); len(left) > 1 || len(left) == 1 && !strings.Contains(left[0], "files [ifcfg-ens6]") {

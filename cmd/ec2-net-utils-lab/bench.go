@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,17 +74,16 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 			return err
 		}
 		if err := s.waitRule(10002, "10.99.2.10", false); err != nil {
-			return err
+			return fmt.Errorf("detach %d: %w\n%s", i+1, err, s.agent.Log())
 		}
 		time.Sleep(300 * time.Millisecond) // let the detach pass finish before the next attach
 	}
-	slices.Sort(lat)
-	fmt.Fprintf(o.out, "attach -> routed (rule + ENI-table default route), %d attaches: min %v / median %v / max %v\n",
-		len(lat), ms(lat[0]), ms(lat[len(lat)/2]), ms(lat[len(lat)-1]))
+	fmt.Fprintf(o.out, "attach -> routed (rule + ENI-table default route), %d attaches: %s\n", len(lat), spread(lat))
 	if len(leased) > 0 {
-		slices.Sort(leased)
-		fmt.Fprintf(o.out, "attach -> routed and DHCP address (the agent's dhclient), %d attaches: min %v / median %v / max %v\n",
-			len(leased), ms(leased[0]), ms(leased[len(leased)/2]), ms(leased[len(leased)-1]))
+		fmt.Fprintf(o.out, "attach -> routed and DHCP address (the agent's dhclient), %d attaches: %s\n", len(leased), spread(leased))
+	}
+	if err := benchRuleRestore(s, nl, o.deletions); err != nil {
+		return err
 	}
 
 	// Steady state with two ENIs: count what the refreshes cost.
@@ -105,6 +105,34 @@ func benchAttachAndRefresh(ctx context.Context, o options) error {
 	reqs := s.l.IMDS().Requests()
 	fmt.Fprintf(o.out, "no-change refresh, 2 ENIs, %d refreshes: %.1f IMDS requests per refresh (%.1f per ENI), %.2f reloads per refresh\n",
 		n, float64(reqs)/float64(n), float64(reqs)/float64(n)/2, float64(reloads.N()-r0)/float64(n))
+	return nil
+}
+
+// benchRuleRestore deletes one of the agent's source rules by hand, n times, and measures how
+// long it takes to come back. The deletions are spaced further apart than the lab's
+// rule_restore_interval (1s), so each is a first repair, not a fight the rate limit slows down.
+func benchRuleRestore(s *session, nl *netlink.Handle, n int) error {
+	var back []time.Duration
+	for i := range n {
+		time.Sleep(1500 * time.Millisecond)
+		r := netlink.NewRule()
+		r.Priority, r.Table = 10001, 10001
+		r.Src = &net.IPNet{IP: net.IPv4(10, 99, 1, 10), Mask: net.CIDRMask(32, 32)}
+		if err := nl.RuleDel(r); err != nil {
+			return fmt.Errorf("deletion %d: ip rule del %v: %w", i+1, r, err)
+		}
+		start := time.Now()
+		for !hasSourceRule(nl, 10001, "10.99.1.10") {
+			if time.Since(start) > 15*time.Second {
+				return fmt.Errorf("deletion %d: rule not back after 15s\n%s", i+1, s.agent.Log())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		back = append(back, time.Since(start))
+	}
+	if n > 0 {
+		fmt.Fprintf(s.o.out, "rule deleted by hand -> back, %d deletions 1.5s apart: %s\n", n, spread(back))
+	}
 	return nil
 }
 
@@ -162,15 +190,20 @@ func benchIdle(ctx context.Context, o options) error {
 	return nil
 }
 
-func routed(nl *netlink.Handle, table int, from string) bool {
+// hasSourceRule reports whether the rule "<table>: from <from> lookup <table>" is in the kernel,
+// with one netlink dump (not `ip rule`: a process per poll blurs the figures).
+func hasSourceRule(nl *netlink.Handle, table int, from string) bool {
 	rules, err := nl.RuleList(netlink.FAMILY_V4)
 	if err != nil {
 		return false
 	}
-	hasRule := slices.ContainsFunc(rules, func(r netlink.Rule) bool {
+	return slices.ContainsFunc(rules, func(r netlink.Rule) bool {
 		return r.Priority == table && r.Table == table && r.Src != nil && r.Src.IP.String() == from
 	})
-	if !hasRule {
+}
+
+func routed(nl *netlink.Handle, table int, from string) bool {
+	if !hasSourceRule(nl, table, from) {
 		return false
 	}
 	routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
@@ -260,6 +293,13 @@ func children(pid int) int {
 		return -1
 	}
 	return len(strings.Fields(string(b)))
+}
+
+// spread is "min / median / max" of durations.
+func spread(d []time.Duration) string {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return fmt.Sprintf("min %v / median %v / max %v", ms(d[0]), ms(d[len(d)/2]), ms(d[len(d)-1]))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		fs.IntVar(&o.attaches, "attaches", 7, "attach/detach cycles for the attach latency")
 		fs.DurationVar(&o.idle, "idle", 30*time.Second, "how long to watch the idle daemon (CPU, RSS)")
+		fs.IntVar(&o.deletions, "deletions", 5, "source rules deleted by hand to time their restore")
 		fs.IntVar(&o.refreshes, "refreshes", 5, "no-change refreshes to count IMDS requests and reloads over")
 		cmd = bench
 	default:
@@ -79,5 +80,6 @@ type options struct {
 	verbose              bool
 	quiet                bool // run the agent at log_level info
 	attaches, refreshes  int
+	deletions            int
 	idle                 time.Duration
 }

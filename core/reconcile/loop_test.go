@@ -292,6 +292,9 @@ func TestADeferredInterfaceIsCompletedAtTheNextRefresh(t *testing.T) {
 	h := newHarness(t, r, LoopOptions{RefreshInterval: 10 * time.Second})
 	backend.outcomes = nil
 	h.advance(10 * time.Second)
+	if len(backend.plans) != 2 {
+		t.Errorf("backend applied %d times by the first refresh, want 2: the deferred start pass is completed at the very next refresh", len(backend.plans))
+	}
 	h.advance(10 * time.Second)
 	if len(backend.plans) != 2 {
 		t.Errorf("backend applied %d times, want 2 (start, deferred; first refresh completes it; second skipped)", len(backend.plans))
