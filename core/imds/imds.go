@@ -749,3 +749,6 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 	}
 	l.log.Debug(fmt.Sprintf(format, v...), "component", "imds-sdk")
 }
+
+func (c *Client) MACs(ctx context.Context) ([]string, error) { return nil, errors.New("todo") }
+func (c *Client) Waiting() *Client                            { return c }

@@ -2,6 +2,7 @@ package imds_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -30,6 +31,13 @@ func (g *getCounter) wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// counts returns how many GETs each path got so far.
+func (g *getCounter) counts() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.n)
 }
 
 // keysReadMoreThanOnce lists the ENI keys (not directory listings) fetched more than once.

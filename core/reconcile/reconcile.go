@@ -98,6 +98,7 @@ type Pass struct {
 	// Full re-reads even the IMDS keys that cannot change while an ENI is attached, and applies
 	// even when nothing changed since the last settled pass.
 	Full bool
+	Look bool
 }
 
 // Result is what one pass did.

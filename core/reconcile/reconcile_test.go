@@ -16,7 +16,8 @@ import (
 type fakeIMDS struct {
 	mu      sync.Mutex
 	answers []answer
-	calls   []*core.Instance // the reuse argument of each call
+	calls   []*core.Instance // the reuse argument of each Snapshot call
+	lists   int              // MACs calls
 }
 
 type answer struct {
@@ -33,6 +34,25 @@ func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Insta
 		f.answers = f.answers[1:]
 	}
 	return a.inst, a.err
+}
+
+// MACs lists the MACs of the answer the next Snapshot would give, without using it up.
+func (f *fakeIMDS) MACs(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	a := f.answers[0]
+	if a.err != nil {
+		return nil, a.err
+	}
+	var macs []string
+	for _, e := range a.inst.ENIs {
+		macs = append(macs, e.MAC)
+	}
+	for _, p := range a.inst.Problems {
+		macs = append(macs, p.MAC)
+	}
+	return macs, nil
 }
 
 type fakeKernel struct {
