@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -112,15 +113,20 @@ type Client struct {
 	log      hclog.Logger
 	requests atomic.Int64
 
-	// pendingSince remembers when each not-propagated MAC was first seen, so that an ENI which
-	// never completes (no addresses, a key that keeps answering 404) is waited for once, for
-	// PropagationTimeout, and not again on every later read.
-	mu           sync.Mutex
-	pendingSince map[string]time.Time
+	// pending remembers each ENI the last read found not propagated: since when (a Waiting read
+	// waits for it once, for PropagationTimeout, not again on every later read), and the keys it
+	// had, so a later read with reuse fetches only what it still misses.
+	mu      sync.Mutex
+	pending map[string]pendingENI
 	// cardMissingSince remembers when each secondary ENI was first read without network-card
 	// on a multi-card instance, for NetworkCardTimeout; kept while the MAC stays listed, so a
 	// later full read does not take its fallback back.
 	cardMissingSince map[string]time.Time
+}
+
+type pendingENI struct {
+	since time.Time
+	keys  map[string]string
 }
 
 // New builds a client. It sends nothing: the first request goes out with the first read.
@@ -199,10 +205,12 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 	return r.raw, nil
 }
 
-// Snapshot reads and validates every ENI. ENIs IMDS has not fully propagated are polled (their
-// listings and missing keys only, with backoff) until they are complete or PropagationTimeout has
-// passed, then returned in Instance.Problems: a slow ENI is reported, it is not an error. The wait
-// also ends one request timeout before ctx's deadline, so a caller with a deadline gets its snapshot.
+// Snapshot reads and validates every ENI, once: it does not wait for ENIs IMDS has not fully
+// propagated. They come back in Instance.Problems (a slow ENI is reported, it is not an error),
+// and a later read that reuses this snapshot fetches only what each of them still misses: its
+// listing, the listed keys it has no value for, and device-number and network-card while they
+// are in doubt. The daemon's loop does those reads with its own backoff, so a pass configures
+// the complete ENIs (the primary) at once. Waiting returns a Client view whose Snapshot waits.
 //
 // On error the returned Instance is the zero value, never a partial one. The caller must keep
 // its previous snapshot and not act on the failed read.
@@ -224,11 +232,48 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
 //	with reuse:    per known ENI its listing, local-ipv4s and each IPv6 or prefix key it
-//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N.
+//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N. Per ENI
+//	               pending in reuse, its listing and the keys it misses (one for an ENI
+//	               waiting for one key: 2).
+//	MACs:          1 (macs/).
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
 //
 // (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
 func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error) {
+	return c.snapshot(ctx, reuse, false)
+}
+
+// Waiting is a Client whose Snapshot waits for the ENIs IMDS has not fully propagated: for
+// one-shot commands (plan, apply), whose user wants the whole instance at once.
+type Waiting struct{ *Client }
+
+// Waiting returns c as a Waiting client; both share what c remembers about pending ENIs.
+func (c *Client) Waiting() Waiting { return Waiting{c} }
+
+// Snapshot is Client.Snapshot, except that a read without reuse polls the ENIs IMDS has not
+// fully propagated (their listings and missing keys only, with backoff) until they are complete or
+// PropagationTimeout has passed since each was first seen so; then they are in Problems. The wait
+// also ends one request timeout before ctx's deadline, so a caller with a deadline gets its
+// snapshot.
+func (w Waiting) Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error) {
+	return w.snapshot(ctx, reuse, true)
+}
+
+// MACs lists the MACs IMDS has (network/interfaces/macs/), in one request: all a look for a link
+// IMDS did not list needs until its MAC shows up.
+func (c *Client) MACs(ctx context.Context) ([]string, error) {
+	listing, err := c.getRequired(ctx, "network/interfaces/macs/")
+	if err != nil {
+		return nil, err
+	}
+	dirs := listLines(listing)
+	for i, d := range dirs {
+		dirs[i] = normMAC(d)
+	}
+	return dirs, nil
+}
+
+func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) (core.Instance, error) {
 	r, err := c.read(ctx, reuse)
 	if err != nil {
 		return core.Instance{}, err
@@ -237,58 +282,80 @@ func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 	if err != nil {
 		return core.Instance{}, err
 	}
+	young := c.remember(&r, inst)
+	if !wait || reuse != nil {
+		return inst, nil
+	}
 
 	deadline := time.Now().Add(c.opts.PropagationTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Add(-c.opts.Timeout).Before(deadline) {
 		deadline = d.Add(-c.opts.Timeout)
 	}
-	wait := min(50*time.Millisecond, c.opts.MaxBackoff)
-	for {
-		pending := c.worthWaitingFor(r.notPropagated(inst), reuse != nil)
-		if len(pending) == 0 {
-			return inst, nil
-		}
+	backoff := min(50*time.Millisecond, c.opts.MaxBackoff)
+	for len(young) > 0 {
 		left := time.Until(deadline)
 		if left <= 0 {
-			c.log.Debug("ENIs still not propagated, giving up for now", "macs", strings.Join(pending, ","))
+			c.log.Debug("ENIs still not propagated, giving up for now", "macs", strings.Join(young, ","))
 			return inst, nil
 		}
-		c.log.Debug("waiting for ENIs to propagate", "macs", strings.Join(pending, ","))
-		if err := sleep(ctx, min(jitter(wait), left)); err != nil {
-			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(pending, ", "), err)
+		c.log.Debug("waiting for ENIs to propagate", "macs", strings.Join(young, ","))
+		if err := sleep(ctx, min(jitter(backoff), left)); err != nil {
+			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(young, ", "), err)
 		}
-		wait = min(2*wait, c.opts.MaxBackoff)
-		if err := c.pollENIs(ctx, &r, pending); err != nil {
+		backoff = min(2*backoff, c.opts.MaxBackoff)
+		if err := c.pollENIs(ctx, &r, young); err != nil {
 			return core.Instance{}, err
 		}
 		c.assumeCardZero(&r.raw)
 		if inst, err = r.parse(); err != nil {
 			return core.Instance{}, err
 		}
+		young = c.remember(&r, inst)
 	}
+	return inst, nil
 }
 
-// worthWaitingFor returns the not-propagated MACs a read should wait for: none on a refresh
-// (the next one retries soon anyway), otherwise those first seen pending less than
-// PropagationTimeout ago. It forgets MACs that are no longer pending.
-func (c *Client) worthWaitingFor(pending []string, refresh bool) []string {
+// remember keeps the ENIs of a read that are not propagated, with the keys they have, and
+// returns those first seen so less than PropagationTimeout ago: the ones worth waiting for. It
+// forgets the ENIs that are no longer pending.
+func (c *Client) remember(r *reading, inst core.Instance) []string {
+	dirs := r.notPropagated(inst)
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	since := make(map[string]time.Time, len(pending))
-	var wait []string
-	for _, mac := range pending {
-		first, seen := c.pendingSince[mac]
+	next := make(map[string]pendingENI, len(dirs))
+	var young []string
+	for _, dir := range dirs {
+		mac := normMAC(dir)
+		p, seen := c.pending[mac]
 		if !seen {
-			first = now
+			p.since = now
 		}
-		since[mac] = first
-		if !refresh && now.Sub(first) < c.opts.PropagationTimeout {
-			wait = append(wait, mac)
+		p.keys = maps.Clone(r.raw.ENIs[dir])
+		next[mac] = p
+		if now.Sub(p.since) < c.opts.PropagationTimeout {
+			young = append(young, dir)
 		}
 	}
-	c.pendingSince = since
-	return wait
+	c.pending = next
+	return young
+}
+
+// pendingIn returns the ENIs pending in reuse whose keys this client remembers, with a copy of
+// those keys: a read polls them instead of reading them whole.
+func (c *Client) pendingIn(reuse *core.Instance) map[string]map[string]string {
+	if reuse == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]map[string]string{}
+	for _, p := range reuse.Problems {
+		if pe, ok := c.pending[p.MAC]; ok && p.Kind == core.ProblemNotPropagated {
+			out[p.MAC] = maps.Clone(pe.keys)
+		}
+	}
+	return out
 }
 
 // reading is one read in progress: the raw keys, and which listed keys answered 404.
@@ -318,8 +385,19 @@ func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error
 		}
 		dirs = listLines(listing)
 	}
+	polled := c.pendingIn(reuse)
+	dirs = slices.DeleteFunc(dirs, func(d string) bool { _, ok := polled[d]; return ok })
 	if err := c.readENIs(ctx, &r, dirs, reusable(reuse)); err != nil {
 		return reading{}, err
+	}
+	if len(polled) > 0 {
+		for dir, keys := range polled {
+			r.raw.ENIs[dir] = keys
+		}
+		// After the others: pollENIs sees every ENI's numbering to tell which is in doubt.
+		if err := c.pollENIs(ctx, &r, slices.Sorted(maps.Keys(polled))); err != nil {
+			return reading{}, err
+		}
 	}
 	c.assumeCardZero(&r.raw)
 	return r, nil
@@ -749,6 +827,3 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 	}
 	l.log.Debug(fmt.Sprintf(format, v...), "component", "imds-sdk")
 }
-
-func (c *Client) MACs(ctx context.Context) ([]string, error) { return nil, errors.New("todo") }
-func (c *Client) Waiting() *Client                            { return c }

@@ -62,7 +62,7 @@ func TestMixedNetworkCardTreeFallsBackToCardZero(t *testing.T) {
 	gets := &getCounter{n: map[string]int{}}
 	l := startFake(t, "mixed-network-card.json", gets.wrap)
 	c := newClient(t, l, func(o *imds.Options) { o.MaxBackoff = 200 * time.Millisecond })
-	inst := snapshot(t, c, nil)
+	inst := waited(t, c, nil)
 	t.Logf("%d requests", c.Requests())
 
 	want := map[string]int{primaryMAC: 0, secondaryMAC: 0, "02:00:00:00:07:07": 0, "02:00:00:00:08:08": 0, "02:00:00:00:09:09": 1}
@@ -95,7 +95,7 @@ func TestSnapshotFollowsAnENIPropagatingKeyByKey(t *testing.T) {
 		played <- l.fake.Play(context.Background(), fakeimds.AttachSteps(late, keys, 0, 100*time.Millisecond), nil)
 	}()
 	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 5 * time.Second; o.MaxBackoff = 50 * time.Millisecond })
-	inst := snapshot(t, c, nil)
+	inst := waited(t, c, nil)
 	if err := <-played; err != nil {
 		t.Fatal(err)
 	}

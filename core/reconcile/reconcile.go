@@ -17,10 +17,14 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
-// Snapshotter reads the instance's ENIs from IMDS. reuse lets it skip keys that cannot change
-// while an ENI stays attached. On error the returned Instance must not be used.
+// Snapshotter reads the instance's ENIs from IMDS. On error the returned Instance must not be used.
 type Snapshotter interface {
+	// Snapshot reads every ENI. reuse lets it skip keys that cannot change while an ENI stays
+	// attached, and poll only what the ENIs pending in reuse still miss. The daemon's must not
+	// wait for ENIs still propagating (the loop looks again for them); plan's and apply's may.
 	Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error)
+	// MACs lists the MACs IMDS has, cheaply: a look for a link IMDS did not list needs no more.
+	MACs(ctx context.Context) ([]string, error)
 }
 
 // Kernel is the part of netlink the reconciler needs.
@@ -49,6 +53,9 @@ type Reconciler struct {
 	leftAlone map[string]string
 	// unlisted are the links of the last pass with an ENI driver whose MAC IMDS did not list.
 	unlisted []core.Link
+	// looking are what the loop looks again for soon: the unlisted links, and the ENIs with a
+	// link that IMDS has not finished propagating.
+	looking []core.Pending
 	// applied is what the backend last applied without error and settled. A refresh that plans exactly the
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
@@ -98,6 +105,9 @@ type Pass struct {
 	// Full re-reads even the IMDS keys that cannot change while an ENI is attached, and applies
 	// even when nothing changed since the last settled pass.
 	Full bool
+	// Look reads only what is being looked for (see Looking): the macs/ listing while a link is
+	// unlisted, a read without reuse once it is listed, and a read with reuse (which polls the
+	// pending ENIs' missing keys) while an ENI with a link is pending. Nothing else is re-read.
 	Look bool
 }
 
@@ -114,9 +124,10 @@ type Result struct {
 // Once runs one reconcile pass. An IMDS failure never removes anything: the pass goes on with the
 // last snapshot if there is one (so detaches are still cleaned up) and reports the error.
 //
-// A Fetch pass reads IMDS in full, even when pass.Full is not set, while a link with an ENI driver
-// has a MAC the last snapshot does not know: a refresh that reuses a snapshot does not list macs/,
-// and only a listing finds an ENI attached while IMDS was down or that answered 404 for a moment.
+// While a link with an ENI driver has a MAC the last snapshot does not know, a Fetch pass lists
+// macs/ first, and reads IMDS without reuse when the MAC is listed: a read that reuses a snapshot
+// does not list macs/, and only a listing finds an ENI IMDS listed late, attached while IMDS was
+// down, or that answered 404 for a moment.
 func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	var res Result
 	var imdsErr error
@@ -138,6 +149,7 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	}
 	plan := core.NewPlan(*r.last, links, opts)
 	r.unlisted = r.unlistedLinks(links)
+	r.looking = r.lookingFor(plan)
 	cleanupErr := r.removeDetached(plan, links)
 
 	if !pass.Full && r.applied.same(plan, links) {
@@ -152,22 +164,40 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	return res, errors.Join(imdsErr, cleanupErr, applyErr)
 }
 
-// read takes a new snapshot into r.last, reusing the last one unless the pass is full or a link
-// is unlisted. On error r.last stays as it was.
+// read takes a new snapshot into r.last, reusing the last one unless the pass is full or an
+// unlisted link's MAC is listed now. A look with nothing listed and nothing pending reads no more
+// than the listing. On error r.last stays as it was.
 func (r *Reconciler) read(ctx context.Context, pass Pass) error {
-	var reuse *core.Instance
-	if !pass.Full && len(r.unlisted) == 0 {
-		reuse = r.last
+	reuse := r.last
+	if pass.Full {
+		reuse = nil
+	}
+	if reuse != nil && len(r.unlisted) > 0 {
+		listed, err := r.imds.MACs(ctx)
+		if err != nil {
+			return r.readFailed(err)
+		}
+		found := slices.ContainsFunc(r.unlisted, func(l core.Link) bool { return slices.Contains(listed, strings.ToLower(l.MAC)) })
+		switch {
+		case found:
+			reuse = nil // the new ENI's keys, all of them
+		case pass.Look && len(r.looking) == len(r.unlisted):
+			return nil // still unlisted, nothing pending: the last snapshot stands
+		}
 	}
 	inst, err := r.imds.Snapshot(ctx, reuse)
 	if err != nil {
-		if r.last != nil {
-			r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
-		}
-		return fmt.Errorf("read IMDS: %w", err)
+		return r.readFailed(err)
 	}
 	r.last = &inst
 	return nil
+}
+
+func (r *Reconciler) readFailed(err error) error {
+	if r.last != nil {
+		r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
+	}
+	return fmt.Errorf("read IMDS: %w", err)
 }
 
 // removeDetached deletes the rules of detached ENIs, remembering them until a delete succeeds.
@@ -274,6 +304,29 @@ func (r *Reconciler) unlistedLinks(links []core.Link) []core.Link {
 	}
 	return out
 }
+
+// lookingFor returns the unlisted links and the ENIs with a link that IMDS has not finished
+// propagating, with the reason of each.
+func (r *Reconciler) lookingFor(plan core.Plan) []core.Pending {
+	out := make([]core.Pending, 0, len(r.unlisted))
+	for _, l := range r.unlisted {
+		out = append(out, core.Pending{MAC: strings.ToLower(l.MAC), Name: l.Name, Reason: "not listed in IMDS yet"})
+	}
+	propagating := map[string]bool{}
+	for _, p := range r.last.Problems {
+		propagating[p.MAC] = p.Kind == core.ProblemNotPropagated
+	}
+	for _, p := range plan.Pending {
+		if p.Name != "" && propagating[p.MAC] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Looking returns what the last pass left to look for soon: the links with an ENI driver whose
+// MAC IMDS did not list, and the ENIs with a link that IMDS has not finished propagating.
+func (r *Reconciler) Looking() []core.Pending { return slices.Clone(r.looking) }
 
 // Unlisted returns the links of the last pass that have an ENI driver but a MAC IMDS did not list.
 func (r *Reconciler) Unlisted() []core.Link { return slices.Clone(r.unlisted) }

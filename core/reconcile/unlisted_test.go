@@ -21,9 +21,10 @@ func threeENIs() core.Instance {
 }
 
 // A refresh that reuses the snapshot does not list macs/, so it would never find an ENI whose
-// link is there but that IMDS did not list when the link appeared: it must read in full while such
-// a link exists, and reuse the snapshot again once IMDS lists it (issue #11, defects 1 and 3).
-func TestALinkIMDSDoesNotListMakesEveryRefreshReadInFull(t *testing.T) {
+// link is there but that IMDS did not list when the link appeared: while such a link exists, a
+// refresh lists macs/ too, reads without reuse once the MAC is listed, and then reuses the
+// snapshot again (issue #11, defects 1 and 3).
+func TestALinkIMDSDoesNotListMakesEveryRefreshListMACs(t *testing.T) {
 	cases := []struct {
 		name  string
 		first answer // the answer of the pass that sees ens7 first
@@ -49,8 +50,9 @@ func TestALinkIMDSDoesNotListMakesEveryRefreshReadInFull(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if imds.calls[2] != nil || imds.calls[3] != nil || imds.calls[4] == nil {
-				t.Errorf("reuse per refresh = %v; want nil (ens7 unlisted), nil (ens7 unlisted), the snapshot (all listed)", imds.calls[2:])
+			if imds.calls[2] == nil || imds.calls[3] != nil || imds.calls[4] == nil || imds.lists != 2 {
+				t.Errorf("reuse per refresh = %v, %d macs/ listings; want the snapshot (ens7 unlisted), nil (ens7 listed now), the snapshot; 2 listings",
+					imds.calls[2:], imds.lists)
 			}
 			if !r.Planned("02:00:00:00:07:07") {
 				t.Error("ens7 not planned once IMDS lists it")
