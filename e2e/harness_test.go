@@ -167,9 +167,7 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 // startAgent runs `ec2-net-utils daemon` inside the instance and waits for its first pass.
 func (e *env) startAgent() {
 	e.t.Helper()
-	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
-	must(e.t, err)
-	e.agent = p
+	e.launchAgent()
 	e.waitLog("first reconcile pass", "ready: first reconcile done")
 	if e.backend.agentLeases {
 		// The scenarios start from a host whose ENIs have their DHCP addresses.
@@ -179,6 +177,14 @@ func (e *env) startAgent() {
 			}
 		}
 	}
+}
+
+// launchAgent starts the daemon and returns at once, without startAgent's waits.
+func (e *env) launchAgent() {
+	e.t.Helper()
+	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
+	must(e.t, err)
+	e.agent = p
 }
 
 // stopAgent sends SIGTERM and expects a clean exit.
