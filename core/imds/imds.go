@@ -113,20 +113,17 @@ type Client struct {
 	log      hclog.Logger
 	requests atomic.Int64
 
-	// pending remembers each ENI the last read found not propagated: since when (a Waiting read
-	// waits for it once, for PropagationTimeout, not again on every later read), and the keys it
-	// had, so a later read with reuse fetches only what it still misses.
-	mu      sync.Mutex
-	pending map[string]pendingENI
+	mu sync.Mutex
+	// last is the last read's keys: a Look starts from it, and a read with reuse takes from it
+	// the keys of the ENIs still pending, so that only what they miss is fetched.
+	last *reading
+	// pendingSince remembers when each ENI the last read found not propagated was first seen
+	// so: a Waiting read waits for it once, for PropagationTimeout, not again on every later read.
+	pendingSince map[string]time.Time
 	// cardMissingSince remembers when each secondary ENI was first read without network-card
 	// on a multi-card instance, for NetworkCardTimeout; kept while the MAC stays listed, so a
 	// later full read does not take its fallback back.
 	cardMissingSince map[string]time.Time
-}
-
-type pendingENI struct {
-	since time.Time
-	keys  map[string]string
 }
 
 // New builds a client. It sends nothing: the first request goes out with the first read.
@@ -235,7 +232,8 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N. Per ENI
 //	               pending in reuse, its listing and the keys it misses (one for an ENI
 //	               waiting for one key: 2).
-//	MACs:          1 (macs/).
+//	Look:          1 (macs/), plus each new ENI as without reuse and each pending one as
+//	               with reuse.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
 //
 // (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
@@ -259,18 +257,54 @@ func (w Waiting) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 	return w.snapshot(ctx, reuse, true)
 }
 
-// MACs lists the MACs IMDS has (network/interfaces/macs/), in one request: all a look for a link
-// IMDS did not list needs until its MAC shows up.
-func (c *Client) MACs(ctx context.Context) ([]string, error) {
+// Look reads what the daemon looks for while a link's ENI is not listed or not complete in IMDS:
+// the macs/ listing, in full the ENIs it lists that the last read did not have, and what the
+// ENIs the last read found not propagated still miss. Every other ENI is as the last read had it,
+// and one that the listing no longer has is dropped. While nothing changes a look is one
+// request. Before any read, it is Snapshot without reuse.
+func (c *Client) Look(ctx context.Context) (core.Instance, error) {
+	c.mu.Lock()
+	last := c.last.clone()
+	c.mu.Unlock()
+	if last == nil {
+		return c.snapshot(ctx, nil, false)
+	}
 	listing, err := c.getRequired(ctx, "network/interfaces/macs/")
 	if err != nil {
-		return nil, err
+		return core.Instance{}, err
 	}
-	dirs := listLines(listing)
-	for i, d := range dirs {
-		dirs[i] = normMAC(d)
+	r, listed := *last, listLines(listing)
+	known := make(map[string]bool, len(listed))
+	for dir := range r.raw.ENIs {
+		known[normMAC(dir)] = true
 	}
-	return dirs, nil
+	for dir := range r.raw.ENIs {
+		if !slices.ContainsFunc(listed, func(d string) bool { return normMAC(d) == normMAC(dir) }) {
+			delete(r.raw.ENIs, dir)
+			delete(r.unsettled, dir)
+		}
+	}
+	before, err := r.parse()
+	if err != nil {
+		return core.Instance{}, err
+	}
+	pending := r.notPropagated(before)
+	fresh := slices.DeleteFunc(listed, func(dir string) bool { return known[normMAC(dir)] })
+	if err := c.readENIs(ctx, &r, fresh, nil); err != nil {
+		return core.Instance{}, err
+	}
+	if len(pending) > 0 {
+		if err := c.pollENIs(ctx, &r, pending); err != nil {
+			return core.Instance{}, err
+		}
+	}
+	c.assumeCardZero(&r.raw)
+	inst, err := r.parse()
+	if err != nil {
+		return core.Instance{}, err
+	}
+	c.remember(&r, inst)
+	return inst, nil
 }
 
 func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) (core.Instance, error) {
@@ -315,44 +349,51 @@ func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) 
 	return inst, nil
 }
 
-// remember keeps the ENIs of a read that are not propagated, with the keys they have, and
-// returns those first seen so less than PropagationTimeout ago: the ones worth waiting for. It
-// forgets the ENIs that are no longer pending.
+// remember keeps the read as the last one and returns the ENIs it found not propagated that
+// were first seen so less than PropagationTimeout ago: the ones worth waiting for.
 func (c *Client) remember(r *reading, inst core.Instance) []string {
 	dirs := r.notPropagated(inst)
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[string]pendingENI, len(dirs))
+	c.last = r.clone()
+	since := make(map[string]time.Time, len(dirs))
 	var young []string
 	for _, dir := range dirs {
 		mac := normMAC(dir)
-		p, seen := c.pending[mac]
+		first, seen := c.pendingSince[mac]
 		if !seen {
-			p.since = now
+			first = now
 		}
-		p.keys = maps.Clone(r.raw.ENIs[dir])
-		next[mac] = p
-		if now.Sub(p.since) < c.opts.PropagationTimeout {
+		since[mac] = first
+		if now.Sub(first) < c.opts.PropagationTimeout {
 			young = append(young, dir)
 		}
 	}
-	c.pending = next
+	c.pendingSince = since
 	return young
 }
 
-// pendingIn returns the ENIs pending in reuse whose keys this client remembers, with a copy of
-// those keys: a read polls them instead of reading them whole.
+// pendingIn returns the ENIs pending in reuse that the last read found not propagated, with a
+// copy of the keys it had for them: a read polls them instead of reading them whole.
 func (c *Client) pendingIn(reuse *core.Instance) map[string]map[string]string {
 	if reuse == nil {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.last == nil {
+		return nil
+	}
+	byMAC := make(map[string]map[string]string, len(c.last.raw.ENIs))
+	for dir, keys := range c.last.raw.ENIs {
+		byMAC[normMAC(dir)] = keys
+	}
 	out := map[string]map[string]string{}
 	for _, p := range reuse.Problems {
-		if pe, ok := c.pending[p.MAC]; ok && p.Kind == core.ProblemNotPropagated {
-			out[p.MAC] = maps.Clone(pe.keys)
+		_, pending := c.pendingSince[p.MAC]
+		if keys, ok := byMAC[p.MAC]; ok && pending && p.Kind == core.ProblemNotPropagated {
+			out[p.MAC] = maps.Clone(keys)
 		}
 	}
 	return out
@@ -364,6 +405,23 @@ type reading struct {
 	// unsettled maps a MAC directory to keys its listing shows but that answered 404: IMDS has
 	// not finished propagating them, even if they are optional.
 	unsettled map[string][]string
+}
+
+// clone copies r deeply (nil for nil), so a remembered reading is never changed by a later one.
+func (r *reading) clone() *reading {
+	if r == nil {
+		return nil
+	}
+	out := &reading{raw: r.raw, unsettled: make(map[string][]string, len(r.unsettled))}
+	out.raw.ENIs = make(map[string]map[string]string, len(r.raw.ENIs))
+	for dir, keys := range r.raw.ENIs {
+		out.raw.ENIs[dir] = maps.Clone(keys)
+	}
+	out.raw.AssumeCardZero = slices.Clone(r.raw.AssumeCardZero)
+	for dir, keys := range r.unsettled {
+		out.unsettled[dir] = slices.Clone(keys)
+	}
+	return out
 }
 
 func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error) {

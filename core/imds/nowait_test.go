@@ -8,7 +8,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/imds"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/fakeimds"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
 // The daemon's passes must not block on ENIs IMDS has not finished: Snapshot returns what is
@@ -54,23 +57,51 @@ func TestSnapshotReturnsPendingENIsAtOnceAndLaterReadsPollOnlyWhatTheyMiss(t *te
 	}
 }
 
-// A look for a link IMDS does not list costs one request: the macs/ listing.
-func TestMACsIsOneRequest(t *testing.T) {
-	l := startFake(t, "imds-dual-stack.json")
+// A look (the daemon's, while a link's ENI is not listed or not complete) costs one request while
+// nothing changes; once the MAC is listed it reads that ENI and, while it is pending, only the
+// keys it misses. The known ENIs are never re-read by a look.
+func TestALookReadsOnlyTheListingAndWhatIsNewOrMissing(t *testing.T) {
+	gets := &getCounter{n: map[string]int{}}
+	l := startFake(t, "imds-dual-stack.json", gets.wrap)
 	c := newClient(t, l)
-	if _, err := c.MACs(context.Background()); err != nil { // token PUT + macs/
-		t.Fatal(err)
+	first := snapshot(t, c, nil)
+	look := func(what string, want int64) core.Instance {
+		t.Helper()
+		before := c.Requests()
+		inst, err := c.Look(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := c.Requests() - before; n != want {
+			t.Errorf("look %s: %d requests, want %d", what, n, want)
+		}
+		return inst
 	}
-	before := c.Requests()
-	got, err := c.MACs(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	if inst := look("with nothing new", 1); !cmp.Equal(first, inst, netipComparers) {
+		t.Errorf("a look with nothing new changed the snapshot:\n%s", cmp.Diff(first, inst, netipComparers))
 	}
-	if n := c.Requests() - before; n != 1 {
-		t.Errorf("MACs sent %d requests, want 1", n)
+
+	const late = "02:00:00:00:07:07"
+	steps := fakeimds.AttachSteps(late, map[string]scenario.Value{
+		"device-number": {"2"}, "interface-id": {"eni-00000000000000007"},
+		"local-ipv4s": {"10.0.2.7"}, "subnet-ipv4-cidr-block": {"10.0.2.0/24"},
+	}, 0, 0)
+	l.fake.Apply(steps[0]) // listed, no keys yet
+	l.fake.Apply(steps[1]) // device-number
+	inst := look("at a new MAC with one key", 3) // macs/, its listing, device-number
+	if len(inst.Problems) != 1 || inst.Problems[0].MAC != late {
+		t.Fatalf("problems %v, want %s pending", inst.Problems, late)
 	}
-	if diff := cmp.Diff([]string{primaryMAC, secondaryMAC}, got); diff != "" {
-		t.Errorf("MACs (-want +got):\n%s", diff)
+	look("at a pending ENI that got nothing new", 2) // macs/, its listing
+	for _, st := range steps[2:] {
+		l.fake.Apply(st)
+	}
+	inst = look("at a pending ENI that got its keys", 5) // macs/, its listing, 3 keys
+	if e := findENI(t, inst, late); e.DeviceNumber != 2 || len(inst.Problems) != 0 || len(inst.ENIs) != 3 {
+		t.Errorf("after the keys: %+v, ENIs %v, problems %v", e, macs(inst), inst.Problems)
+	}
+	if again := gets.keysReadMoreThanOnce(); len(again) != 0 {
+		t.Errorf("looks re-read keys: %v", again)
 	}
 }
 

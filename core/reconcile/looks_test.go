@@ -17,10 +17,10 @@ func ens6Pending() core.Instance {
 	return inst
 }
 
-// A look for a link IMDS does not list costs one macs/ listing, not a read of every ENI; once
-// the listing has the MAC, IMDS is read without reuse so the new ENI's keys are all fetched
-// (issue #11: 144 requests over a 3 s wait with two known ENIs, before).
-func TestALookForAnUnlistedLinkListsMACsOnly(t *testing.T) {
+// A look pass reads only what is looked for (Snapshotter.Look: one macs/ listing while nothing
+// changes), not every ENI (issue #11: 144 requests over a 3 s wait with two known ENIs, before),
+// and the ENI is planned at the look that finds it.
+func TestALookPassReadsOnlyWhatIsLookedFor(t *testing.T) {
 	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
 	kernel := &fakeKernel{links: threeLinks()}
 	r := New(imds, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)
@@ -31,16 +31,15 @@ func TestALookForAnUnlistedLinkListsMACsOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(imds.calls) != 1 || imds.lists != 3 {
-		t.Fatalf("3 looks made %d snapshot(s) and %d listing(s); want 0 and 3", len(imds.calls)-1, imds.lists)
-	}
 	imds.answers = []answer{{inst: threeENIs()}}
 	if _, err := r.Once(ctx, Pass{Reason: "look", Fetch: true, Look: true}); err != nil {
 		t.Fatal(err)
 	}
-	if len(imds.calls) != 2 || imds.calls[1] != nil || !r.Planned("02:00:00:00:07:07") {
-		t.Errorf("the look that found ens7 listed: snapshots %v (want one without reuse), planned %v",
-			imds.calls[1:], r.Planned("02:00:00:00:07:07"))
+	if len(imds.calls) != 1 || imds.looks != 4 {
+		t.Errorf("4 looks made %d snapshot(s) and %d look(s); want 0 and 4", len(imds.calls)-1, imds.looks)
+	}
+	if !r.Planned("02:00:00:00:07:07") {
+		t.Error("ens7 not planned at the look that found it")
 	}
 }
 
@@ -59,10 +58,9 @@ func TestAPendingENIWithALinkIsLookedForWithBackoff(t *testing.T) {
 	if looks := len(h.passes) - 1; looks != 2 {
 		t.Fatalf("%d looks in 300 ms, want 2 (after 100 and 200 ms)", looks)
 	}
-	for i, reuse := range imds.calls[1:] {
-		if reuse == nil {
-			t.Errorf("look %d read without reuse: a pending ENI needs only its missing keys", i)
-		}
+	if len(imds.calls) != 1 || imds.looks != 2 {
+		t.Errorf("2 looks made %d snapshot(s) and %d look(s); want 0 and 2: a pending ENI needs only its missing keys",
+			len(imds.calls)-1, imds.looks)
 	}
 	imds.answers = []answer{{inst: twoENIs()}}
 	h.advance(400 * time.Millisecond)

@@ -203,9 +203,9 @@ func TestALinkIMDSListsLateIsLookedForWithBackoff(t *testing.T) {
 	h.send(Trigger{Kind: LinkAdded, Link: kernel.links[2]})
 	h.advance(20 * time.Millisecond) // settle: the link-added pass, ens7 not listed
 	h.advance(100*time.Millisecond + 200*time.Millisecond + 400*time.Millisecond)
-	if got := len(h.passes); got != 5 || imds.lists != 3 || len(imds.calls) != 2 {
+	if got := len(h.passes); got != 5 || imds.looks != 3 || len(imds.calls) != 2 {
 		t.Fatalf("%d passes, %d listings, %d snapshots; want start, link added and 3 looks (after 100, 200, 400 ms) that list macs/ only: %+v",
-			got, imds.lists, len(imds.calls), h.passes)
+			got, imds.looks, len(imds.calls), h.passes)
 	}
 	imds.answers = []answer{{inst: threeENIs()}} // IMDS lists ens7
 	h.advance(800 * time.Millisecond)
@@ -240,9 +240,9 @@ func TestLookingForAnUnlistedLinkStopsAfterThePropagationTimeout(t *testing.T) {
 	if len(h.passes) != n {
 		t.Errorf("%d more looks after the propagation timeout", len(h.passes)-n)
 	}
-	calls, lists := len(imds.calls), imds.lists
+	calls, lists := len(imds.calls), imds.looks
 	h.advance(time.Minute) // a refresh
-	if len(imds.calls) != calls+1 || imds.lists != lists+1 {
+	if len(imds.calls) != calls+1 || imds.looks != lists+1 {
 		t.Error("the refresh after the propagation timeout did not list macs/ and read IMDS")
 	}
 }

@@ -23,8 +23,10 @@ type Snapshotter interface {
 	// attached, and poll only what the ENIs pending in reuse still miss. The daemon's must not
 	// wait for ENIs still propagating (the loop looks again for them); plan's and apply's may.
 	Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error)
-	// MACs lists the MACs IMDS has, cheaply: a look for a link IMDS did not list needs no more.
-	MACs(ctx context.Context) ([]string, error)
+	// Look reads only what the daemon looks for: the ENIs listed since the last read, and what
+	// the pending ones still miss; the others are as the last read had them. It costs one
+	// request (the macs/ listing) while nothing changes.
+	Look(ctx context.Context) (core.Instance, error)
 }
 
 // Kernel is the part of netlink the reconciler needs.
@@ -105,9 +107,8 @@ type Pass struct {
 	// Full re-reads even the IMDS keys that cannot change while an ENI is attached, and applies
 	// even when nothing changed since the last settled pass.
 	Full bool
-	// Look reads only what is being looked for (see Looking): the macs/ listing while a link is
-	// unlisted, a read without reuse once it is listed, and a read with reuse (which polls the
-	// pending ENIs' missing keys) while an ENI with a link is pending. Nothing else is re-read.
+	// Look reads only what is being looked for (see Looking and Snapshotter.Look): a look for an
+	// ENI IMDS has not listed or completed yet.
 	Look bool
 }
 
@@ -124,10 +125,10 @@ type Result struct {
 // Once runs one reconcile pass. An IMDS failure never removes anything: the pass goes on with the
 // last snapshot if there is one (so detaches are still cleaned up) and reports the error.
 //
-// While a link with an ENI driver has a MAC the last snapshot does not know, a Fetch pass lists
-// macs/ first, and reads IMDS without reuse when the MAC is listed: a read that reuses a snapshot
-// does not list macs/, and only a listing finds an ENI IMDS listed late, attached while IMDS was
-// down, or that answered 404 for a moment.
+// While a link with an ENI driver has a MAC the last snapshot does not know, a Fetch pass looks
+// (Snapshotter.Look) before it reads with reuse: a read that reuses a snapshot does not list
+// macs/, and only a listing finds an ENI IMDS listed late, attached while IMDS was down, or that
+// answered 404 for a moment.
 func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	var res Result
 	var imdsErr error
@@ -164,28 +165,24 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	return res, errors.Join(imdsErr, cleanupErr, applyErr)
 }
 
-// read takes a new snapshot into r.last, reusing the last one unless the pass is full or an
-// unlisted link's MAC is listed now. A look with nothing listed and nothing pending reads no more
-// than the listing. On error r.last stays as it was.
+// read takes a new snapshot into r.last: without reuse for a full pass, only what is looked for
+// for a look, otherwise with reuse (after a look while a link is unlisted). On error r.last stays
+// as it was.
 func (r *Reconciler) read(ctx context.Context, pass Pass) error {
-	reuse := r.last
-	if pass.Full {
-		reuse = nil
-	}
-	if reuse != nil && len(r.unlisted) > 0 {
-		listed, err := r.imds.MACs(ctx)
-		if err != nil {
-			return r.readFailed(err)
+	var inst core.Instance
+	var err error
+	switch {
+	case pass.Full || r.last == nil:
+		inst, err = r.imds.Snapshot(ctx, nil)
+	case pass.Look:
+		inst, err = r.imds.Look(ctx)
+	case len(r.unlisted) > 0:
+		if inst, err = r.imds.Look(ctx); err == nil {
+			inst, err = r.imds.Snapshot(ctx, &inst)
 		}
-		found := slices.ContainsFunc(r.unlisted, func(l core.Link) bool { return slices.Contains(listed, strings.ToLower(l.MAC)) })
-		switch {
-		case found:
-			reuse = nil // the new ENI's keys, all of them
-		case pass.Look && len(r.looking) == len(r.unlisted):
-			return nil // still unlisted, nothing pending: the last snapshot stands
-		}
+	default:
+		inst, err = r.imds.Snapshot(ctx, r.last)
 	}
-	inst, err := r.imds.Snapshot(ctx, reuse)
 	if err != nil {
 		return r.readFailed(err)
 	}

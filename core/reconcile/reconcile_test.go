@@ -17,7 +17,7 @@ type fakeIMDS struct {
 	mu      sync.Mutex
 	answers []answer
 	calls   []*core.Instance // the reuse argument of each Snapshot call
-	lists   int              // MACs calls
+	looks   int              // Look calls
 }
 
 type answer struct {
@@ -36,23 +36,12 @@ func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Insta
 	return a.inst, a.err
 }
 
-// MACs lists the MACs of the answer the next Snapshot would give, without using it up.
-func (f *fakeIMDS) MACs(context.Context) ([]string, error) {
+// Look returns the answer the next Snapshot would give, without using it up.
+func (f *fakeIMDS) Look(context.Context) (core.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lists++
-	a := f.answers[0]
-	if a.err != nil {
-		return nil, a.err
-	}
-	var macs []string
-	for _, e := range a.inst.ENIs {
-		macs = append(macs, e.MAC)
-	}
-	for _, p := range a.inst.Problems {
-		macs = append(macs, p.MAC)
-	}
-	return macs, nil
+	f.looks++
+	return f.answers[0].inst, f.answers[0].err
 }
 
 type fakeKernel struct {
