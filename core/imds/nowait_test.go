@@ -86,8 +86,8 @@ func TestALookReadsOnlyTheListingAndWhatIsNewOrMissing(t *testing.T) {
 		"device-number": {"2"}, "interface-id": {"eni-00000000000000007"},
 		"local-ipv4s": {"10.0.2.7"}, "subnet-ipv4-cidr-block": {"10.0.2.0/24"},
 	}, 0, 0)
-	l.fake.Apply(steps[0]) // listed, no keys yet
-	l.fake.Apply(steps[1]) // device-number
+	l.fake.Apply(steps[0])                       // listed, no keys yet
+	l.fake.Apply(steps[1])                       // device-number
 	inst := look("at a new MAC with one key", 3) // macs/, its listing, device-number
 	if len(inst.Problems) != 1 || inst.Problems[0].MAC != late {
 		t.Fatalf("problems %v, want %s pending", inst.Problems, late)
