@@ -190,6 +190,8 @@ func (r *Reconciler) read(ctx context.Context, pass Pass) error {
 	return nil
 }
 
+// readFailed wraps a failed read; with a last snapshot to keep, it says so, since the pass goes on
+// with it.
 func (r *Reconciler) readFailed(err error) error {
 	if r.last != nil {
 		r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
