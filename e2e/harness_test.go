@@ -191,10 +191,16 @@ func (e *env) startAgent() {
 // for a test in which an ENI must never get its lease from the agent.
 func (e *env) startDaemon() {
 	e.t.Helper()
+	e.launchAgent()
+	e.waitLog("first reconcile pass", "ready: first reconcile done")
+}
+
+// launchAgent starts the daemon and returns at once, without startAgent's waits.
+func (e *env) launchAgent() {
+	e.t.Helper()
 	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
 	must(e.t, err)
 	e.agent = p
-	e.waitLog("first reconcile pass", "ready: first reconcile done")
 }
 
 // stopAgent sends SIGTERM and expects a clean exit.

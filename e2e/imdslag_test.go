@@ -85,12 +85,20 @@ func (s lagSample) routed(p lagProbe) bool {
 // touched reports whether any of the ENI's configuration exists.
 func (s lagSample) touched() bool { return len(s.files) > 0 || s.rule || len(s.routes) > 0 }
 
+// lagCost is what the agent asked IMDS for while an ENI lagged: the requests (all of the
+// agent's, its refreshes included) from the link's attach to IMDS listing the MAC, and from the
+// listing to routed.
+type lagCost struct {
+	unlisted, pending         time.Duration
+	unlistedReqs, pendingReqs int64
+}
+
 // watchLaggingAttach attaches probe.iface with script and samples its state every 25 ms until
 // it is routed or routedBound after the last step. It fails the test if the ENI was touched
 // before IMDS had its last required key (a file with a guessed device number, a rule pointing at
 // an empty table), or if its files do not name its table. It returns the time from the last
-// required key to routed, or 0 when it was not routed.
-func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired string) time.Duration {
+// required key to routed, or 0 when it was not routed, and the IMDS requests on the way.
+func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired string) (time.Duration, lagCost) {
 	e.t.Helper()
 	type result struct {
 		played lab.Played
@@ -103,8 +111,9 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 	}()
 
 	type seen struct {
-		at time.Time
-		s  lagSample
+		at   time.Time
+		s    lagSample
+		reqs int64 // IMDS requests so far
 	}
 	var samples []seen
 	var played *lab.Played
@@ -114,7 +123,7 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 	for routedAt.IsZero() {
 		s := probe.sample(e)
 		now := time.Now() // after the sample: what it saw existed by then
-		samples = append(samples, seen{now, s})
+		samples = append(samples, seen{now, s, e.l.IMDS().Requests()})
 		if s.routed(probe) {
 			routedAt = now
 			break
@@ -139,11 +148,14 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 		played = &r.played
 	}
 
-	var keyAt time.Time
+	var keyAt, listedAt time.Time
 	for i, st := range played.Steps {
 		e.t.Logf("IMDS step %s at %s", st, played.At[i].Format("15:04:05.000"))
 		if st.Key == lastRequired && st.Action == fakeimds.Publish {
 			keyAt = played.At[i]
+		}
+		if st.Key == "" && st.Action == fakeimds.Publish && listedAt.IsZero() {
+			listedAt = played.At[i]
 		}
 	}
 	if keyAt.IsZero() {
@@ -157,7 +169,7 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 	}
 	if routedAt.IsZero() {
 		e.t.Errorf("%s not routed %v after the last IMDS step; last state %+v", probe.iface, routedBound, samples[len(samples)-1].s)
-		return 0
+		return 0, lagCost{}
 	}
 	// The table sits in one of the ENI's files (networkd: a drop-in; ifcfg: rule- and route-).
 	var all strings.Builder
@@ -171,7 +183,13 @@ func (e *env) watchLaggingAttach(probe lagProbe, script lab.Script, lastRequired
 	if !strings.Contains(all.String(), tableName) {
 		e.t.Errorf("%s's files do not name table %d (a guessed device number?):\n%s", probe.iface, probe.table, all.String())
 	}
-	return routedAt.Sub(keyAt)
+	var cost lagCost
+	first, last := samples[0], samples[len(samples)-1]
+	if i := slices.IndexFunc(samples, func(sm seen) bool { return !sm.at.Before(listedAt) }); i > 0 && !listedAt.IsZero() {
+		cost = lagCost{unlisted: samples[i].at.Sub(first.at), pending: last.at.Sub(samples[i].at),
+			unlistedReqs: samples[i].reqs - first.reqs, pendingReqs: last.reqs - samples[i].reqs}
+	}
+	return routedAt.Sub(keyAt), cost
 }
 
 func lagENI() lab.ENISpec {
@@ -191,16 +209,26 @@ func TestLaggingAttachIsRoutedSoonAfterIMDSCompletesAndNeverHalfConfigured(t *te
 		e := newEnv(t, bc, envOptions{enis: append([]lab.ENISpec{primaryENI(), secondENI()}, late...)})
 		e.startAgent()
 		e.waitRule(ens6Rule10, true)
+		// What the agent asks IMDS for with nothing to look for (its refreshes), to tell the
+		// looks' cost apart.
+		const idle = 3 * time.Second
+		before := e.l.IMDS().Requests()
+		time.Sleep(idle)
+		idleRate := float64(e.l.IMDS().Requests()-before) / idle.Seconds()
 
 		// Six keys 2 s/6 apart; subnet-ipv4-cidr-block is the last one a route needs.
 		script := lab.Lagging(3*time.Second, 2*time.Second/6)
 		for _, spec := range late {
 			probe := lagProbe{iface: spec.Name, table: 10000 + spec.DeviceNumber, src: spec.PrivateIPs[0]}
-			d := e.watchLaggingAttach(probe, script, core.KeySubnetIPv4CIDR)
+			d, cost := e.watchLaggingAttach(probe, script, core.KeySubnetIPv4CIDR)
 			if t.Failed() {
 				return
 			}
-			t.Logf("%s: last required IMDS key -> routed: %v", spec.Name, d.Round(time.Millisecond))
+			rate := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
+			t.Logf("%s: last required IMDS key -> routed: %v; IMDS requests/s idle %.1f, while unlisted %.1f (%d in %v), while listed and pending %.1f (%d in %v)",
+				spec.Name, d.Round(time.Millisecond), idleRate,
+				rate(cost.unlistedReqs, cost.unlisted), cost.unlistedReqs, cost.unlisted.Round(time.Millisecond),
+				rate(cost.pendingReqs, cost.pending), cost.pendingReqs, cost.pending.Round(time.Millisecond))
 			all = append(all, d)
 			e.mustPing(probe.src)
 			e.waitAltnames(spec.Name, fmt.Sprintf("eni-%017d", spec.Slot), fmt.Sprintf("device-number-%d.0", spec.DeviceNumber))
@@ -241,9 +269,9 @@ func TestCardOneENIBesideCardZeroWithTheSameDeviceNumber(t *testing.T) {
 	})
 }
 
-// Scenario 3: network-card served by the card-1 ENI only. The primary is card 0 at once; the
-// card-0 secondaries without the key fall back to card 0 once their wait is over (the lab's
-// propagation_timeout, 5 s, caps the 12 s budget).
+// Scenario 3: network-card served by the card-1 ENI only. The primary is card 0 and configured
+// at once, before the card-0 secondaries without the key, which fall back to card 0 once their
+// wait is over (the lab's propagation_timeout, 5 s, caps the 12 s budget).
 func TestMixedNetworkCardTreePrimaryAtOnceOthersAfterFallback(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
 		primary := primaryENI()
@@ -256,14 +284,22 @@ func TestMixedNetworkCardTreePrimaryAtOnceOthersAfterFallback(t *testing.T) {
 			PrivateIPs: []string{"10.99.4.10"}, Attached: true}
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primary, second, third, card1}})
 		start := time.Now()
-		e.startAgent()
+		// Not startAgent: on ifcfg it waits for every ENI's DHCP address, which the agent's
+		// dhclient gets only once the ENI is configured.
+		e.launchAgent()
 
 		e.waitForAddress("ens5", "10.99.0.20/32") // the primary's secondary address: configured
-		t.Logf("agent start -> primary configured: %v", time.Since(start).Round(time.Millisecond))
+		primaryAt := time.Since(start)
+		// The daemon's passes do not wait for pending ENIs: the primary is configured by the
+		// start pass, the fallback ENIs by a look after their wait.
+		if e.hasRule(ens6Rule10) || e.hasRule(ens7Rule) {
+			t.Errorf("the primary was configured only together with the fallback ENIs (the start pass waited for them): rules %v", e.rules())
+		}
 		e.waitRule(rule{Priority: 10100, Table: 10100, From: "10.99.4.10/32"}, true)
 		e.waitRule(ens6Rule10, true)
 		e.waitRule(ens7Rule, true)
-		t.Logf("agent start -> fallback ENIs on card 0: %v", time.Since(start).Round(time.Millisecond))
+		t.Logf("agent start -> primary configured: %v; -> fallback ENIs on card 0: %v",
+			primaryAt.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		e.waitFor("ens9's table routes", func() (bool, error) {
 			return slices.Equal(e.routes(10100), []string{"10.99.4.0/24 dev ens9", "default via 10.99.4.1 dev ens9"}), nil
 		})

@@ -72,23 +72,26 @@ func (a *agent) Close() {
 	a.nl.Close()
 }
 
-func (a *agent) reconciler(opts ...reconcile.Option) (*reconcile.Reconciler, error) {
+// reconciler drives the selected backend from imds: a.imds for the daemon, whose loop looks again
+// for ENIs still propagating, a.imds.Waiting() for a one-shot command, which has no later pass.
+func (a *agent) reconciler(imds reconcile.Snapshotter, opts ...reconcile.Option) (*reconcile.Reconciler, error) {
 	if a.selection.Backend == nil {
 		// No manager to drive is for a human to fix (install one, or set backend): exit 2, which
 		// the unit does not restart in a loop.
 		return nil, usageError{a.selection.Err}
 	}
 	opts = append(opts, reconcile.AdjustOptions(a.host.Adjust))
-	return reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, opts...), nil
+	return reconcile.New(imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log, opts...), nil
 }
 
-// currentPlan reads IMDS and the links once and plans, without touching anything. With a backend,
+// currentPlan reads IMDS (waiting for ENIs still propagating, up to propagation_timeout) and the
+// links once and plans, without touching anything. With a backend,
 // its dry run says which interfaces it leaves alone (NetworkManager's unmanaged devices, ifcfg's
 // EC2SYNC=no): the plan lists them as ignored, as the daemon treats them. A backend that cannot
 // tell (its manager is not running) leaves the planner's plan as it is.
 func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
 	if a.selection.Backend == nil {
-		inst, err := a.imds.Snapshot(ctx, nil)
+		inst, err := a.imds.Waiting().Snapshot(ctx, nil)
 		if err != nil {
 			return core.Plan{}, fmt.Errorf("read IMDS: %w", err)
 		}
@@ -98,7 +101,7 @@ func (a *agent) currentPlan(ctx context.Context) (core.Plan, error) {
 		}
 		return core.NewPlan(inst, links, a.host.Adjust(a.cfg.PlanOptions())), nil
 	}
-	r := reconcile.New(a.imds, a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log,
+	r := reconcile.New(a.imds.Waiting(), a.kernel, a.selection.Backend, a.cfg.PlanOptions(), a.log,
 		reconcile.DryRun(), reconcile.AdjustOptions(a.host.Adjust))
 	res, err := r.Once(ctx, reconcile.Pass{Reason: "plan", Fetch: true, Full: true})
 	if err != nil && (res.IMDSUnreachable || res.Plan.Interfaces == nil) {

@@ -34,7 +34,7 @@ would change and changes nothing.`,
 			if dryRun {
 				opts = append(opts, reconcile.DryRun())
 			}
-			r, err := a.reconciler(opts...)
+			r, err := a.reconciler(a.imds.Waiting(), opts...)
 			if err != nil {
 				return err
 			}

@@ -39,7 +39,7 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 			}
 			defer a.Close()
 			cfg, log := a.cfg, a.log
-			r, err := a.reconciler()
+			r, err := a.reconciler(a.imds)
 			if err != nil {
 				return err
 			}

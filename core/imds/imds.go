@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -116,10 +117,12 @@ type Client struct {
 	log      hclog.Logger
 	requests atomic.Int64
 
-	// pendingSince remembers when each not-propagated MAC was first seen, so that an ENI which
-	// never completes (no addresses, a key that keeps answering 404) is waited for once, for
-	// PropagationTimeout, and not again on every later read.
-	mu           sync.Mutex
+	mu sync.Mutex
+	// last is the last read's keys: a Look starts from it, and a read with reuse takes from it
+	// the keys of the ENIs still pending, so that only what they miss is fetched.
+	last *reading
+	// pendingSince remembers when each ENI the last read found not propagated was first seen
+	// so: a Waiting read waits for it once, for PropagationTimeout, not again on every later read.
 	pendingSince map[string]time.Time
 	// cardMissingSince remembers when each secondary ENI was first read without network-card
 	// on a multi-card instance, for NetworkCardTimeout; kept while the MAC stays listed, so a
@@ -203,10 +206,12 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 	return r.raw, nil
 }
 
-// Snapshot reads and validates every ENI. ENIs IMDS has not fully propagated are polled (their
-// listings and missing keys only, with backoff) until they are complete or PropagationTimeout has
-// passed, then returned in Instance.Problems: a slow ENI is reported, it is not an error. The wait
-// also ends one request timeout before ctx's deadline, so a caller with a deadline gets its snapshot.
+// Snapshot reads and validates every ENI, once: it does not wait for ENIs IMDS has not fully
+// propagated. They come back in Instance.Problems (a slow ENI is reported, it is not an error),
+// and a later read that reuses this snapshot fetches only what each of them still misses: its
+// listing, the listed keys it has no value for, and device-number and network-card while they
+// are in doubt. The daemon's loop does those reads with its own backoff, so a pass configures
+// the complete ENIs (the primary) at once. Waiting returns a Client view whose Snapshot waits.
 //
 // On error the returned Instance is the zero value, never a partial one. The caller must keep
 // its previous snapshot and not act on the failed read.
@@ -228,11 +233,85 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
 //	with reuse:    per known ENI its listing, local-ipv4s and each IPv6 or prefix key it
-//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N.
+//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N. Per ENI
+//	               pending in reuse, its listing and the keys it misses (one for an ENI
+//	               waiting for one key: 2).
+//	Look:          1 (macs/), plus each new ENI as without reuse and each pending one as
+//	               with reuse.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
 //
 // (amazon-ec2-net-utils 2.x makes about 10 requests per ENI per refresh.)
 func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error) {
+	return c.snapshot(ctx, reuse, false)
+}
+
+// Waiting is a Client whose Snapshot waits for the ENIs IMDS has not fully propagated: for
+// one-shot commands (plan, apply), whose user wants the whole instance at once.
+type Waiting struct{ *Client }
+
+// Waiting returns c as a Waiting client; both share what c remembers about pending ENIs.
+func (c *Client) Waiting() Waiting { return Waiting{c} }
+
+// Snapshot is Client.Snapshot, except that a read without reuse polls the ENIs IMDS has not
+// fully propagated (their listings and missing keys only, with backoff) until they are complete or
+// PropagationTimeout has passed since each was first seen so; then they are in Problems. The wait
+// also ends one request timeout before ctx's deadline, so a caller with a deadline gets its
+// snapshot.
+func (w Waiting) Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error) {
+	return w.snapshot(ctx, reuse, true)
+}
+
+// Look reads what the daemon looks for while a link's ENI is not listed or not complete in IMDS:
+// the macs/ listing, in full the ENIs it lists that the last read did not have, and what the
+// ENIs the last read found not propagated still miss. Every other ENI is as the last read had it,
+// and one that the listing no longer has is dropped. While nothing changes a look is one
+// request. Before any read, it is Snapshot without reuse.
+func (c *Client) Look(ctx context.Context) (core.Instance, error) {
+	c.mu.Lock()
+	last := c.last.clone()
+	c.mu.Unlock()
+	if last == nil {
+		return c.snapshot(ctx, nil, false)
+	}
+	listing, err := c.getRequired(ctx, "network/interfaces/macs/")
+	if err != nil {
+		return core.Instance{}, err
+	}
+	r, listed := *last, listLines(listing)
+	known := make(map[string]bool, len(listed))
+	for dir := range r.raw.ENIs {
+		known[normMAC(dir)] = true
+	}
+	for dir := range r.raw.ENIs {
+		if !slices.ContainsFunc(listed, func(d string) bool { return normMAC(d) == normMAC(dir) }) {
+			delete(r.raw.ENIs, dir)
+			delete(r.unsettled, dir)
+		}
+	}
+	before, err := r.parse()
+	if err != nil {
+		return core.Instance{}, err
+	}
+	pending := r.notPropagated(before)
+	fresh := slices.DeleteFunc(listed, func(dir string) bool { return known[normMAC(dir)] })
+	if err := c.readENIs(ctx, &r, fresh, nil); err != nil {
+		return core.Instance{}, err
+	}
+	if len(pending) > 0 {
+		if err := c.pollENIs(ctx, &r, pending); err != nil {
+			return core.Instance{}, err
+		}
+	}
+	c.assumeCardZero(&r.raw)
+	inst, err := r.parse()
+	if err != nil {
+		return core.Instance{}, err
+	}
+	c.remember(&r, inst)
+	return inst, nil
+}
+
+func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) (core.Instance, error) {
 	r, err := c.read(ctx, reuse)
 	if err != nil {
 		return core.Instance{}, err
@@ -241,58 +320,87 @@ func (c *Client) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 	if err != nil {
 		return core.Instance{}, err
 	}
+	young := c.remember(&r, inst)
+	if !wait || reuse != nil {
+		return inst, nil
+	}
 
 	deadline := time.Now().Add(c.opts.PropagationTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Add(-c.opts.Timeout).Before(deadline) {
 		deadline = d.Add(-c.opts.Timeout)
 	}
-	wait := min(50*time.Millisecond, c.opts.MaxBackoff)
-	for {
-		pending := c.worthWaitingFor(r.notPropagated(inst), reuse != nil)
-		if len(pending) == 0 {
-			return inst, nil
-		}
+	backoff := min(50*time.Millisecond, c.opts.MaxBackoff)
+	for len(young) > 0 {
 		left := time.Until(deadline)
 		if left <= 0 {
-			c.log.Debug("ENIs still not propagated, giving up for now", "macs", strings.Join(pending, ","))
+			c.log.Debug("ENIs still not propagated, giving up for now", "macs", strings.Join(young, ","))
 			return inst, nil
 		}
-		c.log.Debug("waiting for ENIs to propagate", "macs", strings.Join(pending, ","))
-		if err := sleep(ctx, min(jitter(wait), left)); err != nil {
-			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(pending, ", "), err)
+		c.log.Debug("waiting for ENIs to propagate", "macs", strings.Join(young, ","))
+		if err := sleep(ctx, min(jitter(backoff), left)); err != nil {
+			return core.Instance{}, fmt.Errorf("imds: waiting for %s to propagate: %w", strings.Join(young, ", "), err)
 		}
-		wait = min(2*wait, c.opts.MaxBackoff)
-		if err := c.pollENIs(ctx, &r, pending); err != nil {
+		backoff = min(2*backoff, c.opts.MaxBackoff)
+		if err := c.pollENIs(ctx, &r, young); err != nil {
 			return core.Instance{}, err
 		}
 		c.assumeCardZero(&r.raw)
 		if inst, err = r.parse(); err != nil {
 			return core.Instance{}, err
 		}
+		young = c.remember(&r, inst)
 	}
+	return inst, nil
 }
 
-// worthWaitingFor returns the not-propagated MACs a read should wait for: none on a refresh
-// (the next one retries soon anyway), otherwise those first seen pending less than
-// PropagationTimeout ago. It forgets MACs that are no longer pending.
-func (c *Client) worthWaitingFor(pending []string, refresh bool) []string {
+// remember keeps the read as the last one and returns the ENIs it found not propagated that
+// were first seen so less than PropagationTimeout ago: the ones worth waiting for.
+func (c *Client) remember(r *reading, inst core.Instance) []string {
+	dirs := r.notPropagated(inst)
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	since := make(map[string]time.Time, len(pending))
-	var wait []string
-	for _, mac := range pending {
+	c.last = r.clone()
+	since := make(map[string]time.Time, len(dirs))
+	var young []string
+	for _, dir := range dirs {
+		mac := normMAC(dir)
 		first, seen := c.pendingSince[mac]
 		if !seen {
 			first = now
 		}
 		since[mac] = first
-		if !refresh && now.Sub(first) < c.opts.PropagationTimeout {
-			wait = append(wait, mac)
+		if now.Sub(first) < c.opts.PropagationTimeout {
+			young = append(young, dir)
 		}
 	}
 	c.pendingSince = since
-	return wait
+	return young
+}
+
+// pendingIn returns the ENIs pending in reuse that the last read found not propagated, with a
+// copy of the keys it had for them: a read polls them instead of reading them whole.
+func (c *Client) pendingIn(reuse *core.Instance) map[string]map[string]string {
+	if reuse == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		return nil
+	}
+	byMAC := make(map[string]map[string]string, len(c.last.raw.ENIs))
+	for dir, keys := range c.last.raw.ENIs {
+		byMAC[normMAC(dir)] = keys
+	}
+	out := map[string]map[string]string{}
+	for _, p := range reuse.Problems {
+		_, pending := c.pendingSince[p.MAC]
+		if keys, ok := byMAC[p.MAC]; ok && pending && p.Kind == core.ProblemNotPropagated {
+			out[p.MAC] = maps.Clone(keys)
+		}
+	}
+	return out
 }
 
 // reading is one read in progress: the raw keys, and which listed keys answered 404.
@@ -301,6 +409,23 @@ type reading struct {
 	// unsettled maps a MAC directory to keys its listing shows but that answered 404: IMDS has
 	// not finished propagating them, even if they are optional.
 	unsettled map[string][]string
+}
+
+// clone copies r deeply (nil for nil), so a remembered reading is never changed by a later one.
+func (r *reading) clone() *reading {
+	if r == nil {
+		return nil
+	}
+	out := &reading{raw: r.raw, unsettled: make(map[string][]string, len(r.unsettled))}
+	out.raw.ENIs = make(map[string]map[string]string, len(r.raw.ENIs))
+	for dir, keys := range r.raw.ENIs {
+		out.raw.ENIs[dir] = maps.Clone(keys)
+	}
+	out.raw.AssumeCardZero = slices.Clone(r.raw.AssumeCardZero)
+	for dir, keys := range r.unsettled {
+		out.unsettled[dir] = slices.Clone(keys)
+	}
+	return out
 }
 
 func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error) {
@@ -322,8 +447,19 @@ func (c *Client) read(ctx context.Context, reuse *core.Instance) (reading, error
 		}
 		dirs = listLines(listing)
 	}
+	polled := c.pendingIn(reuse)
+	dirs = slices.DeleteFunc(dirs, func(d string) bool { _, ok := polled[d]; return ok })
 	if err := c.readENIs(ctx, &r, dirs, reusable(reuse)); err != nil {
 		return reading{}, err
+	}
+	if len(polled) > 0 {
+		for dir, keys := range polled {
+			r.raw.ENIs[dir] = keys
+		}
+		// After the others: pollENIs sees every ENI's numbering to tell which is in doubt.
+		if err := c.pollENIs(ctx, &r, slices.Sorted(maps.Keys(polled))); err != nil {
+			return reading{}, err
+		}
 	}
 	c.assumeCardZero(&r.raw)
 	return r, nil

@@ -97,6 +97,16 @@ func snapshot(t *testing.T, c *imds.Client, reuse *core.Instance) core.Instance 
 	return inst
 }
 
+// waited is what plan and apply read: a snapshot that waits for ENIs still propagating.
+func waited(t *testing.T, c *imds.Client, reuse *core.Instance) core.Instance {
+	t.Helper()
+	inst, err := c.Waiting().Snapshot(context.Background(), reuse)
+	if err != nil {
+		t.Fatalf("Waiting().Snapshot: %v", err)
+	}
+	return inst
+}
+
 func macs(inst core.Instance) []string {
 	var out []string
 	for _, e := range inst.ENIs {
@@ -205,7 +215,7 @@ func TestTokenIsRefreshedAfterExpiry(t *testing.T) {
 func TestRequiredKeyNotPropagatedIsRetried(t *testing.T) {
 	l := startFake(t, "imds-dual-stack.json")
 	l.fake.NotFoundUntil(secondaryMAC+"/device-number", 3)
-	inst := snapshot(t, newClient(t, l), nil)
+	inst := waited(t, newClient(t, l), nil)
 	if len(inst.Problems) != 0 {
 		t.Fatalf("problems after propagation: %v", inst.Problems)
 	}
@@ -218,7 +228,7 @@ func TestStillNotPropagatedAtTheDeadlineIsAProblemNotAnError(t *testing.T) {
 	l := startFake(t, "imds-dual-stack.json")
 	l.fake.NotFoundUntil(secondaryMAC+"/device-number", 1_000_000)
 	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 100 * time.Millisecond })
-	inst := snapshot(t, c, nil)
+	inst := waited(t, c, nil)
 	want := []core.ENIProblem{{MAC: secondaryMAC, Kind: core.ProblemNotPropagated,
 		Reason: secondaryMAC + ": device-number is not in IMDS yet"}}
 	if diff := cmp.Diff(want, inst.Problems); diff != "" {
@@ -232,7 +242,7 @@ func TestStillNotPropagatedAtTheDeadlineIsAProblemNotAnError(t *testing.T) {
 	c = newClient(t, l, func(o *imds.Options) { o.Timeout = 50 * time.Millisecond; o.PropagationTimeout = time.Hour })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	inst, err := c.Snapshot(ctx, nil)
+	inst, err := c.Waiting().Snapshot(ctx, nil)
 	if err != nil || len(inst.Problems) != 1 {
 		t.Errorf("Snapshot with a deadline: %v, problems %v", err, inst.Problems)
 	}
@@ -241,14 +251,14 @@ func TestStillNotPropagatedAtTheDeadlineIsAProblemNotAnError(t *testing.T) {
 func TestOptionalKeyListedButMissingIsWaitedFor(t *testing.T) {
 	l := startFake(t, "imds-dual-stack.json")
 	l.fake.NotFoundUntil(secondaryMAC+"/ipv6s", 2)
-	inst := snapshot(t, newClient(t, l), nil)
+	inst := waited(t, newClient(t, l), nil)
 	if e := findENI(t, inst, secondaryMAC); len(e.IPv6s) != 1 {
 		t.Errorf("ipv6s after propagation: %v", e.IPv6s)
 	}
 
 	l.fake.NotFoundUntil(secondaryMAC+"/ipv6s", 1_000_000)
 	l.fake.NotFoundUntil(secondaryMAC+"/ipv4-prefix", 1_000_000)
-	inst = snapshot(t, newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 50 * time.Millisecond }), nil)
+	inst = waited(t, newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 50 * time.Millisecond }), nil)
 	want := []core.ENIProblem{{MAC: secondaryMAC, Kind: core.ProblemNotPropagated,
 		Reason: secondaryMAC + ": IMDS lists ipv6s, ipv4-prefix but answers 404 for it"}}
 	if diff := cmp.Diff(want, inst.Problems); diff != "" {
@@ -271,7 +281,7 @@ func TestSecondaryOnDeviceZeroIsReadAgain(t *testing.T) {
 		})
 	})
 	l.fake.Update(func(sc *scenario.Scenario) { sc.Interfaces[secondaryMAC]["device-number"] = scenario.Value{"0"} })
-	inst := snapshot(t, newClient(t, l), nil)
+	inst := waited(t, newClient(t, l), nil)
 	if e := findENI(t, inst, secondaryMAC); e.DeviceNumber != 1 || len(inst.Problems) != 0 {
 		t.Errorf("device-number = %d, problems %v", e.DeviceNumber, inst.Problems)
 	}
@@ -517,13 +527,13 @@ func TestANeverPropagatingENIIsWaitedForOnlyOnce(t *testing.T) {
 	l.fake.NotFoundUntil(secondaryMAC+"/device-number", 1_000_000)
 	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 500 * time.Millisecond })
 	start := time.Now()
-	first := snapshot(t, c, nil)
-	if waited := time.Since(start); waited < 500*time.Millisecond || len(first.Problems) != 1 {
-		t.Fatalf("first read waited %v with problems %v; want the full propagation wait and one problem", waited, first.Problems)
+	first := waited(t, c, nil)
+	if took := time.Since(start); took < 500*time.Millisecond || len(first.Problems) != 1 {
+		t.Fatalf("first read waited %v with problems %v; want the full propagation wait and one problem", took, first.Problems)
 	}
 	for _, reuse := range []*core.Instance{nil, &first} {
 		before := c.Requests()
-		inst := snapshot(t, c, reuse)
+		inst := waited(t, c, reuse)
 		// Without waiting, the read is exactly one pass over the MAC directories: no re-reads
 		// of the pending ENI. (Counting requests, not time, keeps the test free of timing.)
 		if len(inst.Problems) != 1 || c.Requests()-before > 20 {

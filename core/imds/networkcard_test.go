@@ -2,6 +2,7 @@ package imds_test
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -32,6 +33,13 @@ func (g *getCounter) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// counts returns how many GETs each path got so far.
+func (g *getCounter) counts() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.n)
+}
+
 // keysReadMoreThanOnce lists the ENI keys (not directory listings) fetched more than once.
 func (g *getCounter) keysReadMoreThanOnce() map[string]int {
 	g.mu.Lock()
@@ -54,7 +62,7 @@ func TestMixedNetworkCardTreeFallsBackToCardZero(t *testing.T) {
 	gets := &getCounter{n: map[string]int{}}
 	l := startFake(t, "mixed-network-card.json", gets.wrap)
 	c := newClient(t, l, func(o *imds.Options) { o.MaxBackoff = 200 * time.Millisecond })
-	inst := snapshot(t, c, nil)
+	inst := waited(t, c, nil)
 	t.Logf("%d requests", c.Requests())
 
 	want := map[string]int{primaryMAC: 0, secondaryMAC: 0, "02:00:00:00:07:07": 0, "02:00:00:00:08:08": 0, "02:00:00:00:09:09": 1}
@@ -87,7 +95,7 @@ func TestSnapshotFollowsAnENIPropagatingKeyByKey(t *testing.T) {
 		played <- l.fake.Play(context.Background(), fakeimds.AttachSteps(late, keys, 0, 100*time.Millisecond), nil)
 	}()
 	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 5 * time.Second; o.MaxBackoff = 50 * time.Millisecond })
-	inst := snapshot(t, c, nil)
+	inst := waited(t, c, nil)
 	if err := <-played; err != nil {
 		t.Fatal(err)
 	}

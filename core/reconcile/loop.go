@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -45,8 +46,9 @@ type LoopOptions struct {
 	RuleRestoreInterval time.Duration
 	// Settle coalesces a burst of link events (udev renames right after attach) into one pass; 20ms.
 	Settle time.Duration
-	// PropagationTimeout is how long a link with an ENI driver whose MAC IMDS does not list is
-	// looked for with backoff (imds.propagation_timeout); after that, at each refresh. 30s.
+	// PropagationTimeout is how long a link with an ENI driver whose MAC IMDS does not list, or
+	// an ENI with a link that IMDS has not finished propagating, is looked for with backoff
+	// (imds.propagation_timeout); after that, at each refresh. 30s.
 	PropagationTimeout time.Duration
 	// ReadyTimeout bounds the wait for Ready: it is called after the first pass that could read
 	// IMDS, or after ReadyTimeout without one, so boot is not held hostage by IMDS; 30s.
@@ -86,7 +88,9 @@ const (
 	// deleting a few rules one command at a time is repaired at once, a fight is slowed down.
 	restoreBurst = 3
 	// lookFirst and lookMax bound the backoff between reads looking for an ENI whose link is
-	// there but that IMDS does not list yet: found within lookMax of IMDS listing it.
+	// there but that IMDS does not list or has not completed yet: found within lookMax of IMDS
+	// completing it. The backoff starts again from lookFirst when what is looked for changes
+	// (listed, a key arrived), because the next keys tend to follow within a second.
 	lookFirst = 100 * time.Millisecond
 	lookMax   = time.Second
 	// retryFirst is the first wait before retrying a start IMDS could not answer; the wait
@@ -125,11 +129,12 @@ type loop struct {
 	restore  Timer
 	restores *rate.Limiter
 
-	// again re-runs a pass soon: while a link IMDS does not list is younger than
-	// PropagationTimeout, or while IMDS has never answered.
-	again         Timer
-	againWait     time.Duration
-	unlistedSince map[string]time.Time // MAC -> when its link was first seen unlisted
+	// again re-runs a pass soon: while a link IMDS does not list, or an ENI with a link IMDS has
+	// not completed, is younger than PropagationTimeout, or while IMDS has never answered.
+	again        Timer
+	againWait    time.Duration
+	lookingSince map[string]time.Time // MAC -> when it was first looked for
+	lookingFor   string               // what the last look was for, to restart the backoff on a change
 
 	readyBy Timer // nil once Ready was called
 }
@@ -290,11 +295,10 @@ func (l *loop) onAgain(ctx context.Context) {
 	l.again = nil
 	reason := "retry: IMDS has not answered yet"
 	if l.r.HasSnapshot() {
-		reason = "look for ENIs IMDS does not list yet"
+		reason = "look for ENIs IMDS has not listed or completed yet"
 	}
-	// Not Full: Once reads IMDS in full anyway while a link is unlisted (or nothing was read),
-	// and the backend is skipped if that changes nothing.
-	l.run(ctx, Pass{Reason: reason, Fetch: true})
+	// The backend is skipped if the look changes nothing.
+	l.run(ctx, Pass{Reason: reason, Fetch: true, Look: true})
 }
 
 // run runs one pass, logs its error once until it changes, and decides what follows from it.
@@ -321,23 +325,28 @@ func (l *loop) run(ctx context.Context, p Pass) Result {
 }
 
 // scheduleAgain arms the again timer with backoff while there is something to look for soon: a
-// link with an ENI driver that IMDS did not list, first seen less than PropagationTimeout ago
-// (attach races IMDS on real EC2: the link often comes first), or no IMDS answer at all yet.
+// link with an ENI driver that IMDS did not list or an ENI with a link IMDS has not completed,
+// first seen less than PropagationTimeout ago (attach races IMDS on real EC2: the link often comes
+// first, the keys over seconds), or no IMDS answer at all yet.
 func (l *loop) scheduleAgain() {
 	now := l.clock.Now()
 	since := map[string]time.Time{}
-	looking := []string{}
-	for _, link := range l.r.Unlisted() {
-		first, seen := l.unlistedSince[link.MAC]
+	var looking []string
+	for _, p := range l.r.Looking() {
+		first, seen := l.lookingSince[p.MAC]
 		if !seen {
 			first = now
 		}
-		since[link.MAC] = first
+		since[p.MAC] = first
 		if now.Sub(first) < l.o.PropagationTimeout {
-			looking = append(looking, link.Name)
+			looking = append(looking, fmt.Sprintf("%s (%s)", p.Name, p.Reason))
 		}
 	}
-	l.unlistedSince = since
+	l.lookingSince = since
+	lookingFor := strings.Join(looking, ", ")
+	if lookingFor != l.lookingFor {
+		l.lookingFor, l.againWait = lookingFor, 0
+	}
 
 	var wait time.Duration
 	switch {
@@ -357,7 +366,7 @@ func (l *loop) scheduleAgain() {
 	}
 	l.againWait = wait
 	if len(looking) > 0 {
-		l.r.log.Debug("link not listed in IMDS yet; looking again", "ifaces", strings.Join(looking, " "), "in", l.againWait)
+		l.r.log.Debug("ENIs not listed or not complete in IMDS yet; looking again", "for", lookingFor, "in", l.againWait)
 	}
 	l.again = l.clock.NewTimer(l.againWait)
 }

@@ -191,8 +191,8 @@ func TestLinkEventsSettleIntoOnePass(t *testing.T) {
 }
 
 // On real EC2 the link of a hot-attached ENI often comes before IMDS lists its MAC (issue #11):
-// the loop looks again with backoff, reading in full, until IMDS lists it or PropagationTimeout
-// passes; after that, every refresh reads in full.
+// the loop looks again with backoff, listing macs/ only, until IMDS lists it or PropagationTimeout
+// passes; after that, every refresh lists macs/ too.
 func TestALinkIMDSListsLateIsLookedForWithBackoff(t *testing.T) {
 	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
 	kernel := &fakeKernel{links: twoLinks()}
@@ -203,8 +203,9 @@ func TestALinkIMDSListsLateIsLookedForWithBackoff(t *testing.T) {
 	h.send(Trigger{Kind: LinkAdded, Link: kernel.links[2]})
 	h.advance(20 * time.Millisecond) // settle: the link-added pass, ens7 not listed
 	h.advance(100*time.Millisecond + 200*time.Millisecond + 400*time.Millisecond)
-	if got := len(h.passes); got != 5 {
-		t.Fatalf("%d passes, want start, link added and 3 looks (after 100, 200, 400 ms): %+v", got, h.passes)
+	if got := len(h.passes); got != 5 || imds.looks != 3 || len(imds.calls) != 2 {
+		t.Fatalf("%d passes, %d listings, %d snapshots; want start, link added and 3 looks (after 100, 200, 400 ms) that list macs/ only: %+v",
+			got, imds.looks, len(imds.calls), h.passes)
 	}
 	imds.answers = []answer{{inst: threeENIs()}} // IMDS lists ens7
 	h.advance(800 * time.Millisecond)
@@ -239,10 +240,10 @@ func TestLookingForAnUnlistedLinkStopsAfterThePropagationTimeout(t *testing.T) {
 	if len(h.passes) != n {
 		t.Errorf("%d more looks after the propagation timeout", len(h.passes)-n)
 	}
-	calls := len(imds.calls)
+	calls, lists := len(imds.calls), imds.looks
 	h.advance(time.Minute) // a refresh
-	if len(imds.calls) != calls+1 || imds.calls[calls] != nil {
-		t.Error("the refresh after the propagation timeout did not read IMDS in full")
+	if len(imds.calls) != calls+1 || imds.looks != lists+1 {
+		t.Error("the refresh after the propagation timeout did not list macs/ and read IMDS")
 	}
 }
 

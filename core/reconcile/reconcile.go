@@ -17,10 +17,16 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
-// Snapshotter reads the instance's ENIs from IMDS. reuse lets it skip keys that cannot change
-// while an ENI stays attached. On error the returned Instance must not be used.
+// Snapshotter reads the instance's ENIs from IMDS. On error the returned Instance must not be used.
 type Snapshotter interface {
+	// Snapshot reads every ENI. reuse lets it skip keys that cannot change while an ENI stays
+	// attached, and poll only what the ENIs pending in reuse still miss. The daemon's must not
+	// wait for ENIs still propagating (the loop looks again for them); plan's and apply's may.
 	Snapshot(ctx context.Context, reuse *core.Instance) (core.Instance, error)
+	// Look reads only what the daemon looks for: the ENIs listed since the last read, and what
+	// the pending ones still miss; the others are as the last read had them. It costs one
+	// request (the macs/ listing) while nothing changes.
+	Look(ctx context.Context) (core.Instance, error)
 }
 
 // Kernel is the part of netlink the reconciler needs.
@@ -49,6 +55,9 @@ type Reconciler struct {
 	leftAlone map[string]string
 	// unlisted are the links of the last pass with an ENI driver whose MAC IMDS did not list.
 	unlisted []core.Link
+	// looking are what the loop looks again for soon: the unlisted links, and the ENIs with a
+	// link that IMDS has not finished propagating.
+	looking []core.Pending
 	// applied is what the backend last applied without error and settled. A refresh that plans exactly the
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
@@ -98,6 +107,9 @@ type Pass struct {
 	// Full re-reads even the IMDS keys that cannot change while an ENI is attached, and applies
 	// even when nothing changed since the last settled pass.
 	Full bool
+	// Look reads only what is being looked for (see Looking and Snapshotter.Look): a look for an
+	// ENI IMDS has not listed or completed yet.
+	Look bool
 }
 
 // Result is what one pass did.
@@ -113,9 +125,10 @@ type Result struct {
 // Once runs one reconcile pass. An IMDS failure never removes anything: the pass goes on with the
 // last snapshot if there is one (so detaches are still cleaned up) and reports the error.
 //
-// A Fetch pass reads IMDS in full, even when pass.Full is not set, while a link with an ENI driver
-// has a MAC the last snapshot does not know: a refresh that reuses a snapshot does not list macs/,
-// and only a listing finds an ENI attached while IMDS was down or that answered 404 for a moment.
+// While a link with an ENI driver has a MAC the last snapshot does not know, a Fetch pass looks
+// (Snapshotter.Look) before it reads with reuse: a read that reuses a snapshot does not list
+// macs/, and only a listing finds an ENI IMDS listed late, attached while IMDS was down, or that
+// answered 404 for a moment.
 func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	var res Result
 	var imdsErr error
@@ -137,6 +150,7 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	}
 	plan := core.NewPlan(*r.last, links, opts)
 	r.unlisted = r.unlistedLinks(links)
+	r.looking = r.lookingFor(plan)
 	cleanupErr := r.removeDetached(plan, links)
 
 	if !pass.Full && r.applied.same(plan, links) {
@@ -151,22 +165,38 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	return res, errors.Join(imdsErr, cleanupErr, applyErr)
 }
 
-// read takes a new snapshot into r.last, reusing the last one unless the pass is full or a link
-// is unlisted. On error r.last stays as it was.
+// read takes a new snapshot into r.last: without reuse for a full pass, only what is looked for
+// for a look, otherwise with reuse (after a look while a link is unlisted). On error r.last stays
+// as it was.
 func (r *Reconciler) read(ctx context.Context, pass Pass) error {
-	var reuse *core.Instance
-	if !pass.Full && len(r.unlisted) == 0 {
-		reuse = r.last
-	}
-	inst, err := r.imds.Snapshot(ctx, reuse)
-	if err != nil {
-		if r.last != nil {
-			r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
+	var inst core.Instance
+	var err error
+	switch {
+	case pass.Full || r.last == nil:
+		inst, err = r.imds.Snapshot(ctx, nil)
+	case pass.Look:
+		inst, err = r.imds.Look(ctx)
+	case len(r.unlisted) > 0:
+		if inst, err = r.imds.Look(ctx); err == nil {
+			inst, err = r.imds.Snapshot(ctx, &inst)
 		}
-		return fmt.Errorf("read IMDS: %w", err)
+	default:
+		inst, err = r.imds.Snapshot(ctx, r.last)
+	}
+	if err != nil {
+		return r.readFailed(err)
 	}
 	r.last = &inst
 	return nil
+}
+
+// readFailed wraps a failed read; with a last snapshot to keep, it says so, since the pass goes on
+// with it.
+func (r *Reconciler) readFailed(err error) error {
+	if r.last != nil {
+		r.log.Warn("IMDS unreachable; keeping the last known state", "error", err)
+	}
+	return fmt.Errorf("read IMDS: %w", err)
 }
 
 // removeDetached deletes the rules of detached ENIs, remembering them until a delete succeeds.
@@ -273,6 +303,29 @@ func (r *Reconciler) unlistedLinks(links []core.Link) []core.Link {
 	}
 	return out
 }
+
+// lookingFor returns the unlisted links and the ENIs with a link that IMDS has not finished
+// propagating, with the reason of each.
+func (r *Reconciler) lookingFor(plan core.Plan) []core.Pending {
+	out := make([]core.Pending, 0, len(r.unlisted))
+	for _, l := range r.unlisted {
+		out = append(out, core.Pending{MAC: strings.ToLower(l.MAC), Name: l.Name, Reason: "not listed in IMDS yet"})
+	}
+	propagating := map[string]bool{}
+	for _, p := range r.last.Problems {
+		propagating[p.MAC] = p.Kind == core.ProblemNotPropagated
+	}
+	for _, p := range plan.Pending {
+		if p.Name != "" && propagating[p.MAC] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Looking returns what the last pass left to look for soon: the links with an ENI driver whose
+// MAC IMDS did not list, and the ENIs with a link that IMDS has not finished propagating.
+func (r *Reconciler) Looking() []core.Pending { return slices.Clone(r.looking) }
 
 // Unlisted returns the links of the last pass that have an ENI driver but a MAC IMDS did not list.
 func (r *Reconciler) Unlisted() []core.Link { return slices.Clone(r.unlisted) }

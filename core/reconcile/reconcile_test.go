@@ -16,7 +16,8 @@ import (
 type fakeIMDS struct {
 	mu      sync.Mutex
 	answers []answer
-	calls   []*core.Instance // the reuse argument of each call
+	calls   []*core.Instance // the reuse argument of each Snapshot call
+	looks   int              // Look calls
 }
 
 type answer struct {
@@ -33,6 +34,14 @@ func (f *fakeIMDS) Snapshot(_ context.Context, reuse *core.Instance) (core.Insta
 		f.answers = f.answers[1:]
 	}
 	return a.inst, a.err
+}
+
+// Look returns the answer the next Snapshot would give, without using it up.
+func (f *fakeIMDS) Look(context.Context) (core.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.looks++
+	return f.answers[0].inst, f.answers[0].err
 }
 
 type fakeKernel struct {
