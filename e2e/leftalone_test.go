@@ -124,13 +124,6 @@ func (e *env) assertLeftAlone(after string, userFiles []string) {
 	}
 }
 
-func (e *env) altnames(link string) []string {
-	e.t.Helper()
-	l, err := e.nl.LinkByName(link)
-	must(e.t, err)
-	return l.Attrs().AltNames
-}
-
 // apply runs `ec2-net-utils apply` in the instance and returns its report.
 func (e *env) apply() core.Report {
 	e.t.Helper()
