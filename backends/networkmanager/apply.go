@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
@@ -35,7 +36,18 @@ type Options struct {
 	// DeviceWait bounds how long Apply waits for NM to pick up a link the kernel already has
 	// (right after a hot attach). Default DefaultDeviceWait.
 	DeviceWait time.Duration
+	// Kernel adds the ENI tables' IPv6 default routes, the one part of a plan NM is not given
+	// (see ensureRARoutes). Needed only for plans with IPv6.
+	Kernel Kernel
 }
+
+// Kernel is the part of netlink the backend uses; *netlinkx.Handle implements it.
+type Kernel interface {
+	RoutesInTable(table int) ([]core.Route, error)
+	EnsureRoutes(link core.Link, routes []core.Route) ([]core.Route, error)
+}
+
+var _ Kernel = (*netlinkx.Handle)(nil)
 
 // DefaultDeviceWait is long enough for NM to notice and manage a new link (under 0.1 s in the
 // lab) and short enough not to hold up the other ENIs when NM never will.
