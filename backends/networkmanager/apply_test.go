@@ -98,7 +98,7 @@ func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
 	if want := (core.Changes{Written: []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}, Reloads: 2}); !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(plantest.IPv4Only(), Observed{}), f.nm.devices["ens6"].applied); d != "" {
+	if d := diff(Render(plantest.IPv4Only()), f.nm.devices["ens6"].applied); d != "" {
 		t.Errorf("ens6 does not run the rendered profile: differs at %s", d)
 	}
 
@@ -123,7 +123,7 @@ func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) 
 	if want := (core.Changes{Written: []string{"ec2-net-utils-ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(p, Observed{}), f.nm.devices["ens6"].applied); d != "" {
+	if d := diff(Render(p), f.nm.devices["ens6"].applied); d != "" {
 		t.Errorf("applied connection differs from the plan at %s", d)
 	}
 }
@@ -282,7 +282,7 @@ func TestExistingProfileReplacesTheBaseWithoutBeingAddedAgain(t *testing.T) {
 func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, plantest.Primary(), plantest.IPv4Only())
-	f.nm.addProfile(Render(plantest.Card1(), Observed{}), true) // left by an ENI detached while the agent was down
+	f.nm.addProfile(Render(plantest.Card1()), true) // left by an ENI detached while the agent was down
 	userOfGone := f.nm.addProfile(userProfile("ens9", nil), false)
 	f.calls()
 
