@@ -228,10 +228,14 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 			}
 			delete(st.ours, p.MAC)
 		}
-		return b.settle(p, obs, b.mergeApplied(ctx, p, dev, active, ch), ch)
+		reloads := ch.Reloads
+		err := b.mergeApplied(ctx, p, dev, active, ch)
+		return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 	case kind == runsBase && st.foreignAvailable(dev, ours):
 		// A user's profile is waiting for this ENI; until it takes over, route the base's lease.
-		return b.settle(p, obs, b.mergeApplied(ctx, p, dev, active, ch), ch)
+		reloads := ch.Reloads
+		err := b.mergeApplied(ctx, p, dev, active, ch)
+		return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 	case kind == runsNone && st.foreignAvailable(dev, ours):
 		b.note(p.Name, "waiting", "a profile of the user's can run on this ENI; waiting for NetworkManager or the user to activate it")
 		return applyrun.LeftAlone(reasonWaiting)
@@ -240,10 +244,15 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 	return b.runOwn(ctx, p, dev, kind, ours, obs, ch)
 }
 
-// settle finishes an ENI whose running connection NM took the plan into (err: how that went):
-// the ENI table's IPv6 default route is added, and the ENI is Configured, or Deferred while that
-// route waits for the RA router.
-func (b *Backend) settle(p core.InterfacePlan, obs Observed, err error, ch *core.Changes) core.InterfaceReport {
+// settle finishes an ENI whose running connection NM took the plan into (err: how that went;
+// reapplied: with a Reapply): the ENI table's IPv6 default route is added, and the ENI is
+// Configured, or Deferred while that route waits for the RA router.
+//
+// After a Reapply the route is checked again at the next pass: NM 1.42 deletes the device's IPv6
+// addresses a few milliseconds after a Reapply with preserve-external-ip, the link-local one
+// included (seen in the lab, for a Reapply that changed only IPv4 addresses), and the kernel
+// deletes the route through the link-local router with them.
+func (b *Backend) settle(p core.InterfacePlan, obs Observed, reapplied bool, err error, ch *core.Changes) core.InterfaceReport {
 	if err != nil {
 		return applyrun.Failed(err)
 	}
@@ -251,7 +260,7 @@ func (b *Backend) settle(p core.InterfacePlan, obs Observed, err error, ch *core
 	if err != nil {
 		return applyrun.Failed(err)
 	}
-	if waits {
+	if waits || reapplied && hasRARoute(p) {
 		return applyrun.Deferred(ReasonRA, nil)
 	}
 	return applyrun.Configured(nil)
@@ -299,7 +308,9 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 	switch kind {
 	case runsOurs:
 		if dev.State == gonm.NmDeviceStateActivated {
-			return b.settle(p, obs, b.reapplyOwn(ctx, p, dev, want, ch), ch)
+			reloads := ch.Reloads
+			err := b.reapplyOwn(ctx, p, dev, want, ch)
+			return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 		}
 		// Still activating: the device takes the profile as it is now; the next pass compares again.
 		return applyrun.Deferred(reasonActivating, nil)

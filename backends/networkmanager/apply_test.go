@@ -460,6 +460,35 @@ func TestRouterFromTheKernelWhenNetworkManagerReportsNone(t *testing.T) {
 	}
 }
 
+// TestRouteIsCheckedAgainAfterAReapply: NM 1.42 deletes the device's IPv6 addresses just after a
+// Reapply (the link-local one too, and the kernel the ENI table's route through the link-local
+// router with it), so the pass that reapplied does not call the ENI configured; the next pass
+// puts the route back once the router is known again.
+func TestRouteIsCheckedAgainAfterAReapply(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.nm.devices[p.Name].gateway6 = raRouter
+	f.apply(t, p)
+	f.apply(t, p)
+	f.calls()
+
+	p.Addresses = append(p.Addresses, netip.MustParsePrefix("10.0.1.8/32"))
+	rep := f.report(t, p)
+	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Deferred || ir.Reason != ReasonRA || rep.Reloads != 1 {
+		t.Errorf("pass with a Reapply: %+v, want deferred for %q", rep, ReasonRA)
+	}
+	f.kernel.routes = nil // NM restarted IPv6
+	rep = f.report(t, p)
+	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Configured || rep.Reloads != 0 {
+		t.Errorf("next pass: %+v, want configured without a Reapply", rep)
+	}
+	if len(f.kernel.routes) != 1 {
+		t.Errorf("table 10001 = %v, want the route back", f.kernel.routes)
+	}
+}
+
 func TestVersionAtLeast(t *testing.T) {
 	for v, want := range map[string]bool{"1.42.4": true, "1.42.0": true, "1.43.2-dev": true, "2.0.0": true,
 		"1.41.90": false, "1.20.0": false, "": false, "x.y": false} {
