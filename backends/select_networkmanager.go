@@ -42,12 +42,17 @@ func networkManagerCandidate() candidate {
 			if e.bus == nil {
 				return nil, errors.Join(errors.New("no system bus to reach NetworkManager"), e.busErr)
 			}
-			return networkmanager.New(networkmanager.Options{
+			opts := networkmanager.Options{
 				Bus:     e.bus,
 				Persist: e.Config.NetworkManager.Persist,
 				Logger:  e.Logger.Named("networkmanager"),
 				DryRun:  e.DryRun,
-			}), nil
+			}
+			// Without a handle only the ENI tables' IPv6 default routes fail (ENIs with IPv6).
+			if e.Netlink != nil {
+				opts.Kernel = e.Netlink
+			}
+			return networkmanager.New(opts), nil
 		},
 	}
 }

@@ -469,6 +469,11 @@ func (e *env) watchIPv6Drops() *ipv6Drops {
 	must(e.t, netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: &ns}))
 	go func() {
 		for u := range addrs {
+			if u.LinkAddress.IP.To4() == nil && u.LinkAddress.IP.IsLinkLocalUnicast() {
+				// Not counted, but a link-local address deleted under a manager explains a DHCPv6
+				// client that cannot get its lease back (NM 1.42 after a Reapply).
+				d.add("link-local address %s %s (link %d, flags %#x)", u.LinkAddress.IP, map[bool]string{true: "added", false: "deleted"}[u.NewAddr], u.LinkIndex, u.Flags)
+			}
 			if u.LinkAddress.IP.To4() == nil && !u.LinkAddress.IP.IsLinkLocalUnicast() {
 				d.add("address %s %s (link %d)", u.LinkAddress.IP, map[bool]string{true: "added", false: "deleted"}[u.NewAddr], u.LinkIndex)
 				if !u.NewAddr {

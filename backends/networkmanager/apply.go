@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
@@ -35,7 +37,18 @@ type Options struct {
 	// DeviceWait bounds how long Apply waits for NM to pick up a link the kernel already has
 	// (right after a hot attach). Default DefaultDeviceWait.
 	DeviceWait time.Duration
+	// Kernel adds the ENI tables' IPv6 default routes, the one part of a plan NM is not given
+	// (see ensureRARoutes). Needed only for plans with IPv6.
+	Kernel Kernel
 }
+
+// Kernel is the part of netlink the backend uses; *netlinkx.Handle implements it.
+type Kernel interface {
+	RoutesInTable(table int) ([]core.Route, error)
+	EnsureRoutes(link core.Link, routes []core.Route) ([]core.Route, error)
+}
+
+var _ Kernel = (*netlinkx.Handle)(nil)
 
 // DefaultDeviceWait is long enough for NM to notice and manage a new link (under 0.1 s in the
 // lab) and short enough not to hold up the other ENIs when NM never will.
@@ -57,6 +70,7 @@ const reapplyPreserveExternalIP = uint32(0x1)
 // serialised.
 type Backend struct {
 	api        nmAPI
+	kernel     Kernel
 	persist    bool
 	exec       *applyrun.Executor
 	log        hclog.Logger
@@ -76,7 +90,7 @@ var _ core.Backend = (*Backend)(nil)
 func New(opts Options) *Backend { return newBackend(dbusNM{conn: opts.Bus}, opts) }
 
 func newBackend(api nmAPI, opts Options) *Backend {
-	b := &Backend{api: api, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
+	b := &Backend{api: api, kernel: opts.Kernel, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
 		deviceWait: opts.DeviceWait}
 	if b.log == nil {
 		b.log = hclog.NewNullLogger()
@@ -214,10 +228,14 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 			}
 			delete(st.ours, p.MAC)
 		}
-		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
+		reloads := ch.Reloads
+		err := b.mergeApplied(ctx, p, dev, active, ch)
+		return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 	case kind == runsBase && st.foreignAvailable(dev, ours):
 		// A user's profile is waiting for this ENI; until it takes over, route the base's lease.
-		return settled(p, obs, b.mergeApplied(ctx, p, dev, active, obs, ch))
+		reloads := ch.Reloads
+		err := b.mergeApplied(ctx, p, dev, active, ch)
+		return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 	case kind == runsNone && st.foreignAvailable(dev, ours):
 		b.note(p.Name, "waiting", "a profile of the user's can run on this ENI; waiting for NetworkManager or the user to activate it")
 		return applyrun.LeftAlone(reasonWaiting)
@@ -226,20 +244,44 @@ func (b *Backend) applyInterface(ctx context.Context, p core.InterfacePlan, st *
 	return b.runOwn(ctx, p, dev, kind, ours, obs, ch)
 }
 
-// settled is the outcome of an ENI whose plan NM took: Configured, or Deferred while the ENI
-// table's IPv6 default route waits for the RA router.
-func settled(p core.InterfacePlan, obs Observed, err error) core.InterfaceReport {
-	if hasRARoute(p) && !obs.RAGateway6.IsValid() {
-		return applyrun.Deferred(ReasonRA, err)
+// settle finishes an ENI whose running connection NM took the plan into (err: how that went;
+// reapplied: with a Reapply): the ENI table's IPv6 default route is added, and the ENI is
+// Configured, or Deferred while that route waits for the RA router.
+//
+// After a Reapply the route is checked again at the next pass: NM 1.42 deletes the device's IPv6
+// addresses a few milliseconds after a Reapply with preserve-external-ip, the link-local one
+// included (seen in the lab, for a Reapply that changed only IPv4 addresses), and the kernel
+// deletes the route through the link-local router with them.
+func (b *Backend) settle(p core.InterfacePlan, obs Observed, reapplied bool, err error, ch *core.Changes) core.InterfaceReport {
+	if err != nil {
+		return applyrun.Failed(err)
 	}
-	return applyrun.Configured(err)
+	waits, err := b.ensureRARoutes(p, obs, ch)
+	if err != nil {
+		return applyrun.Failed(err)
+	}
+	if waits || reapplied && hasRARoute(p) {
+		return applyrun.Deferred(ReasonRA, nil)
+	}
+	return applyrun.Configured(nil)
+}
+
+// activating is the outcome of an ENI whose device was just (re)activated, or left to NM's
+// autoconnect: NM takes the profile as it is. The ENI table's IPv6 default route waits for the
+// next pass: the activation restarts IPv6 and loses the router, and the device's deactivation
+// would flush a route added now.
+func activating(p core.InterfacePlan) core.InterfaceReport {
+	if hasRARoute(p) {
+		return applyrun.Deferred(ReasonRA, nil)
+	}
+	return applyrun.Configured(nil)
 }
 
 // runOwn makes the device run the agent's profile: created (and activated in place of the base
 // or on an idle device), or updated and reapplied.
 func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, kind runs, ours *profile, obs Observed,
 	ch *core.Changes) core.InterfaceReport {
-	want := Render(p, obs)
+	want := Render(p)
 	id := ProfileID(p.Name)
 	if ours == nil {
 		var on dbus.ObjectPath
@@ -257,7 +299,7 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 			ch.Reloads++
 		}
 		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.exec.DryRun())
-		return settled(p, obs, nil)
+		return activating(p)
 	}
 
 	if err := b.ensureProfile(ctx, p, ours, want, ch); err != nil {
@@ -266,7 +308,9 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 	switch kind {
 	case runsOurs:
 		if dev.State == gonm.NmDeviceStateActivated {
-			return settled(p, obs, b.reapplyOwn(ctx, p, dev, want, ch))
+			reloads := ch.Reloads
+			err := b.reapplyOwn(ctx, p, dev, want, ch)
+			return b.settle(p, obs, ch.Reloads > reloads, err, ch)
 		}
 		// Still activating: the device takes the profile as it is now; the next pass compares again.
 		return applyrun.Deferred(reasonActivating, nil)
@@ -279,7 +323,7 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 	case runsNone:
 		// NM's autoconnect decides: the profile may have been taken down on purpose.
 	}
-	return settled(p, obs, nil)
+	return activating(p)
 }
 
 // device looks the interface up in NM, waiting a bounded time for NM to pick up a link the
@@ -302,6 +346,8 @@ func (b *Backend) device(ctx context.Context, iface string) (device, error) {
 }
 
 // observe reads what the plan needs from NM: the IPv6 router, when the plan routes through it.
+// NM reports none while it restarts IPv6, and none at all with never-default (ensureRARoutes then
+// asks the kernel).
 func (b *Backend) observe(ctx context.Context, p core.InterfacePlan, dev device) (Observed, error) {
 	var o Observed
 	if !hasRARoute(p) {
@@ -346,9 +392,9 @@ func (b *Backend) reapplyOwn(ctx context.Context, p core.InterfacePlan, dev devi
 }
 
 // mergeApplied adds the plan's routing to the applied connection of a profile the agent does not own.
-func (b *Backend) mergeApplied(ctx context.Context, p core.InterfacePlan, dev device, prof *profile, obs Observed, ch *core.Changes) error {
+func (b *Backend) mergeApplied(ctx context.Context, p core.InterfacePlan, dev device, prof *profile, ch *core.Changes) error {
 	return b.reapply(ctx, p, dev, ch, func(applied Settings) (Settings, string) {
-		merged, skipped := Merge(applied, prof.Settings, p, obs)
+		merged, skipped := Merge(applied, prof.Settings, p)
 		if len(skipped) > 0 {
 			b.note(p.Name, "family", "the ENI's profile does not allow addresses for "+strings.Join(skipped, ", ")+
 				"; that part of the plan is not applied", "profile", profileName(prof))
@@ -394,6 +440,88 @@ func (b *Backend) reapply(ctx context.Context, p core.InterfacePlan, dev device,
 		return nil
 	}
 	return fmt.Errorf("reapply: the applied connection changed %d times in a row", reapplyTries)
+}
+
+// Observed is what NM knows and the plan cannot: read from NM before the ENI table's IPv6 default
+// route is added.
+type Observed struct {
+	// RAGateway6 is the IPv6 router learned from router advertisements (the VPC router's
+	// link-local address, which IMDS does not publish), from the device's IP6Config. Zero when NM
+	// reports none.
+	RAGateway6 netip.Addr
+}
+
+// ensureRARoutes puts the plan's routes through the RA router (the ENI table's IPv6 default route)
+// in place with netlink, outside NM: NM does not own the ENI table (see Render), so it neither
+// removes the route nor restarts anything for it. The router is the one NM reports or, when it
+// reports none, the one of the RA default route in main. With neither, a route already in the
+// table through a link-local router stays as it is: a router NM lost for a moment (it does while
+// it restarts IPv6) is no reason to remove a working route. waits reports a route that is not in
+// place and has no router to go through yet.
+func (b *Backend) ensureRARoutes(p core.InterfacePlan, obs Observed, ch *core.Changes) (waits bool, err error) {
+	var want []core.Route
+	for _, r := range p.Routes {
+		if !r.GatewayFromRA {
+			continue
+		}
+		if obs.RAGateway6.IsValid() {
+			r.Gateway, r.GatewayFromRA = obs.RAGateway6, false
+		}
+		want = append(want, r)
+	}
+	if len(want) == 0 {
+		return false, nil
+	}
+	if b.kernel == nil {
+		return false, errors.New("no netlink handle to add the ENI table's IPv6 default route")
+	}
+	missing, err := b.missingRoutes(want)
+	if err != nil || len(missing) == 0 {
+		return false, err
+	}
+	link := core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC}
+	replaced := missing // what a dry run reports
+	err = b.exec.Do("route", p.Name, func() error {
+		replaced, err = b.kernel.EnsureRoutes(link, missing)
+		return err
+	})
+	for _, r := range replaced {
+		ch.Written = append(ch.Written, fmt.Sprintf("%s: route %s", p.Name, r))
+	}
+	waits, err = netlinkx.SplitRAWait(err)
+	if err != nil {
+		return false, fmt.Errorf("the ENI table's IPv6 default route: %w", err)
+	}
+	if len(replaced) > 0 {
+		b.log.Info("ENI table route through the IPv6 router in place", "iface", p.Name, "table", p.Table,
+			"routes", fmt.Sprint(replaced), "dry_run", b.exec.DryRun())
+	}
+	return waits, nil
+}
+
+// missingRoutes are the routes of want not in their table yet: a resolved route whose destination
+// the table routes through another gateway, and an unresolved one whose destination it does not
+// route through a link-local router.
+func (b *Backend) missingRoutes(want []core.Route) ([]core.Route, error) {
+	var missing []core.Route
+	tables := map[int][]core.Route{}
+	for _, r := range want {
+		have, ok := tables[r.Table]
+		if !ok {
+			var err error
+			if have, err = b.kernel.RoutesInTable(r.Table); err != nil {
+				return nil, fmt.Errorf("the ENI table's IPv6 default route: %w", err)
+			}
+			tables[r.Table] = have
+		}
+		if !slices.ContainsFunc(have, func(h core.Route) bool {
+			return h.Destination == r.Destination.Masked() &&
+				(h.Gateway == r.Gateway || r.GatewayFromRA && h.Gateway.IsLinkLocalUnicast())
+		}) {
+			missing = append(missing, r)
+		}
+	}
+	return missing, nil
 }
 
 // AppliedName names, in Changes.Written, the applied connection of a profile the agent does not

@@ -44,21 +44,22 @@ func userProfile(iface string, data map[string]string) Settings {
 }
 
 type fixture struct {
-	nm   *fakeNM
-	b    *Backend
-	base dbus.ObjectPath
+	nm     *fakeNM
+	kernel *fakeKernel
+	b      *Backend
+	base   dbus.ObjectPath
 }
 
 // newFixture is NM right after boot: ens5 and ens6 present, both running the base profile.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{nm: newFakeNM()}
+	f := &fixture{nm: newFakeNM(), kernel: newFakeKernel()}
 	f.base = f.nm.addProfile(baseProfile(), false)
 	for _, p := range []core.InterfacePlan{plantest.Primary(), plantest.IPv4Only()} {
 		f.nm.addDevice(p.Name, p.MAC)
 		f.nm.run(p.Name, f.base)
 	}
-	f.b = newBackend(f.nm, Options{Logger: testLogger(t), DeviceWait: 50 * time.Millisecond})
+	f.b = newBackend(f.nm, Options{Kernel: f.kernel, Logger: testLogger(t), DeviceWait: 50 * time.Millisecond})
 	return f
 }
 
@@ -97,7 +98,7 @@ func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
 	if want := (core.Changes{Written: []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}, Reloads: 2}); !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(plantest.IPv4Only(), Observed{}), f.nm.devices["ens6"].applied); d != "" {
+	if d := diff(Render(plantest.IPv4Only()), f.nm.devices["ens6"].applied); d != "" {
 		t.Errorf("ens6 does not run the rendered profile: differs at %s", d)
 	}
 
@@ -122,7 +123,7 @@ func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) 
 	if want := (core.Changes{Written: []string{"ec2-net-utils-ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(p, Observed{}), f.nm.devices["ens6"].applied); d != "" {
+	if d := diff(Render(p), f.nm.devices["ens6"].applied); d != "" {
 		t.Errorf("applied connection differs from the plan at %s", d)
 	}
 }
@@ -281,7 +282,7 @@ func TestExistingProfileReplacesTheBaseWithoutBeingAddedAgain(t *testing.T) {
 func TestDetachDeletesOnlyTheAgentsProfilesOfENIsThatAreGone(t *testing.T) {
 	f := newFixture(t)
 	f.apply(t, plantest.Primary(), plantest.IPv4Only())
-	f.nm.addProfile(Render(plantest.Card1(), Observed{}), true) // left by an ENI detached while the agent was down
+	f.nm.addProfile(Render(plantest.Card1()), true) // left by an ENI detached while the agent was down
 	userOfGone := f.nm.addProfile(userProfile("ens9", nil), false)
 	f.calls()
 
@@ -372,7 +373,8 @@ func TestNetworkManagerBefore142ReappliesWithoutPreserveExternalIP(t *testing.T)
 }
 
 // TestIPv6DefaultRouteFollowsTheRouterOnceKnown: the ENI table's IPv6 default route names the
-// RA router, which NM reports only after an RA; the pass after that adds it by Reapply.
+// RA router, which NM reports only after an RA. The pass after that adds it with netlink; NM's
+// connection is not touched (a Reapply that changes ipv6.routes restarts DHCPv6, issue #12).
 func TestIPv6DefaultRouteFollowsTheRouterOnceKnown(t *testing.T) {
 	f := newFixture(t)
 	p := plantest.SecondaryDualStack()
@@ -382,12 +384,108 @@ func TestIPv6DefaultRouteFollowsTheRouterOnceKnown(t *testing.T) {
 	f.calls()
 	f.nm.devices[p.Name].gateway6 = raRouter
 	ch := f.apply(t, p)
-	if ch.Reloads != 1 {
-		t.Errorf("changes = %+v, want the route added by Reapply", ch)
+	wantCalls(t, f.calls())
+	if ch.Reloads != 0 {
+		t.Errorf("changes = %+v, want the route added without a Reapply", ch)
 	}
-	routes := listValue(f.nm.devices[p.Name].applied, "ipv6", "route-data")
-	if len(routes) != 2 || canon(routes[0]["next-hop"]) != canon(dbus.MakeVariant(raRouter.String())) {
-		t.Errorf("IPv6 routes = %v", routes)
+	if want := (core.Route{Table: 10001, Destination: netip.MustParsePrefix("::/0"), Gateway: raRouter}); !slices.Contains(f.kernel.routes, want) {
+		t.Errorf("table 10001 = %v, want %s", f.kernel.routes, want)
+	}
+}
+
+// TestRouterComingAndGoingIsNeverAReapply is the Reapply loop of issue #12: NM's RA router comes
+// and goes (each IPv6 restart loses it), and every change used to be an Update + Reapply that
+// restarted IPv6 again. Only the plan decides NM's connection; a router NM no longer reports
+// keeps the route in place, and a new router replaces it with netlink.
+func TestRouterComingAndGoingIsNeverAReapply(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	dev := f.nm.devices[p.Name]
+	dev.gateway6 = raRouter
+	f.apply(t, p) // takes over the base
+	f.apply(t, p) // the route, once the device runs the agent's profile
+	f.calls()
+	route := core.Route{Table: 10001, Destination: netip.MustParsePrefix("::/0"), Gateway: raRouter}
+	if !slices.Contains(f.kernel.routes, route) {
+		t.Fatalf("table 10001 = %v, want %s", f.kernel.routes, route)
+	}
+	f.kernel.calls = nil
+
+	other := netip.MustParseAddr("fe80::2")
+	for _, step := range []struct {
+		name   string
+		router netip.Addr
+		want   core.Route
+	}{
+		{"router gone", netip.Addr{}, route},
+		{"router back", raRouter, route},
+		{"router gone again", netip.Addr{}, route},
+		{"another router", other, core.Route{Table: 10001, Destination: route.Destination, Gateway: other}},
+	} {
+		dev.gateway6 = step.router
+		rep := f.report(t, p)
+		wantCalls(t, f.calls())
+		if rep.Reloads != 0 {
+			t.Errorf("%s: %d Reapply calls, want none", step.name, rep.Reloads)
+		}
+		if ir := outcomeOf(t, rep, p); ir.Outcome != core.Configured {
+			t.Errorf("%s: %+v, want configured (the route is in place)", step.name, ir)
+		}
+		if got := f.kernel.routes; !slices.Contains(got, step.want) || len(got) != 1 {
+			t.Errorf("%s: table 10001 = %v, want only %s", step.name, got, step.want)
+		}
+	}
+	if want := []string{"route replace ::/0 via fe80::2 dev ens6 table 10001"}; !cmp.Equal(f.kernel.calls, want) {
+		t.Errorf("netlink calls = %v, want only the new router's route", f.kernel.calls)
+	}
+}
+
+// TestRouterFromTheKernelWhenNetworkManagerReportsNone: NM reports no router (it does not with
+// never-default, and not while it restarts IPv6), but the kernel has NM's RA route in main.
+func TestRouterFromTheKernelWhenNetworkManagerReportsNone(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.apply(t, p)
+	f.kernel.ra[p.Name] = raRouter
+	rep := f.report(t, p)
+	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Configured || rep.Reloads != 0 {
+		t.Errorf("%+v, want configured without a Reapply", rep)
+	}
+	if want := (core.Route{Table: 10001, Destination: netip.MustParsePrefix("::/0"), Gateway: raRouter}); !slices.Contains(f.kernel.routes, want) {
+		t.Errorf("table 10001 = %v, want %s", f.kernel.routes, want)
+	}
+}
+
+// TestRouteIsCheckedAgainAfterAReapply: NM 1.42 deletes the device's IPv6 addresses just after a
+// Reapply (the link-local one too, and the kernel the ENI table's route through the link-local
+// router with it), so the pass that reapplied does not call the ENI configured; the next pass
+// puts the route back once the router is known again.
+func TestRouteIsCheckedAgainAfterAReapply(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.nm.devices[p.Name].gateway6 = raRouter
+	f.apply(t, p)
+	f.apply(t, p)
+	f.calls()
+
+	p.Addresses = append(p.Addresses, netip.MustParsePrefix("10.0.1.8/32"))
+	rep := f.report(t, p)
+	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Deferred || ir.Reason != ReasonRA || rep.Reloads != 1 {
+		t.Errorf("pass with a Reapply: %+v, want deferred for %q", rep, ReasonRA)
+	}
+	f.kernel.routes = nil // NM restarted IPv6
+	rep = f.report(t, p)
+	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Configured || rep.Reloads != 0 {
+		t.Errorf("next pass: %+v, want configured without a Reapply", rep)
+	}
+	if len(f.kernel.routes) != 1 {
+		t.Errorf("table 10001 = %v, want the route back", f.kernel.routes)
 	}
 }
 

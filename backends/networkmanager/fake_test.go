@@ -2,12 +2,17 @@ package networkmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	gonm "github.com/Wifx/gonetworkmanager/v3"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 )
 
 // fakeNM models what the backend relies on in NetworkManager: profiles (stored the way NM hands
@@ -225,4 +230,49 @@ func (f *fakeNM) Reapply(_ context.Context, dev dbus.ObjectPath, s Settings, ver
 	d.version++
 	f.record("reapply %s %s version=%d flags=%d", f.id(d.active), what, version, flags)
 	return nil
+}
+
+// fakeKernel models the netlink side the backend uses for the ENI table's IPv6 default route:
+// the routes in the ENI tables and, per link, the router of the RA default route in main.
+type fakeKernel struct {
+	routes []core.Route
+	ra     map[string]netip.Addr
+	calls  []string
+}
+
+func newFakeKernel() *fakeKernel { return &fakeKernel{ra: map[string]netip.Addr{}} }
+
+func (k *fakeKernel) RoutesInTable(table int) ([]core.Route, error) {
+	var out []core.Route
+	for _, r := range k.routes {
+		if r.Table == table {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) EnsureRoutes(l core.Link, routes []core.Route) ([]core.Route, error) {
+	var replaced []core.Route
+	var errs []error
+	for _, r := range routes {
+		gw := r.Gateway
+		if r.GatewayFromRA {
+			if gw = k.ra[l.Name]; !gw.IsValid() {
+				errs = append(errs, fmt.Errorf("fake: %s: %w", l.Name, netlinkx.ErrNoRARouter))
+				continue
+			}
+		}
+		resolved := core.Route{Table: r.Table, Destination: r.Destination.Masked(), Gateway: gw}
+		if slices.Contains(k.routes, resolved) {
+			continue
+		}
+		k.routes = slices.DeleteFunc(k.routes, func(h core.Route) bool {
+			return h.Table == r.Table && h.Destination == resolved.Destination
+		})
+		k.routes = append(k.routes, resolved)
+		k.calls = append(k.calls, fmt.Sprintf("route replace %s via %s dev %s table %d", resolved.Destination, gw, l.Name, r.Table))
+		replaced = append(replaced, r)
+	}
+	return replaced, errors.Join(errs...)
 }

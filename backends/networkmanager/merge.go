@@ -2,7 +2,6 @@ package networkmanager
 
 import (
 	"maps"
-	"net/netip"
 
 	"github.com/godbus/dbus/v5"
 
@@ -12,7 +11,8 @@ import (
 // Merge returns the connection to reapply on an ENI that runs a profile the agent does not own
 // (a user's, cloud-init's, or the packaged base while a user's profile waits for the ENI): the
 // applied connection with, for each IP family, the profile's own addresses, routes and rules
-// followed by the plan's secondary addresses, ENI-table routes and source rules.
+// followed by the plan's secondary addresses, ENI-table routes and source rules. The ENI table's
+// IPv6 default route is not among them, as in Render: Apply adds it with netlink.
 //
 // Starting from the profile rather than from what is applied drops whatever an earlier plan added
 // and the current one no longer has, without having to remember it (nm-cloud-setup does the
@@ -22,7 +22,7 @@ import (
 //
 // A family whose method cannot carry addresses (disabled, ignore, link-local, shared) is left as
 // it is; skipped names those families when the plan had something for them.
-func Merge(applied, profile Settings, p core.InterfacePlan, o Observed) (merged Settings, skipped []string) {
+func Merge(applied, profile Settings, p core.InterfacePlan) (merged Settings, skipped []string) {
 	merged = make(Settings, len(applied))
 	for name, setting := range applied {
 		merged[name] = setting
@@ -43,7 +43,7 @@ func Merge(applied, profile Settings, p core.InterfacePlan, o Observed) (merged 
 
 		add := map[string][]map[string]dbus.Variant{
 			"address-data":  addressData(p, f),
-			"route-data":    routeData(p, f, o.RAGateway6),
+			"route-data":    routeData(p, f),
 			"routing-rules": ruleData(p, f),
 		}
 		method := stringValue(applied, name, "method")
@@ -84,13 +84,4 @@ func listValue(s Settings, setting, key string) []map[string]dbus.Variant {
 	}
 	l, _ := v.Value().([]map[string]dbus.Variant)
 	return l
-}
-
-// ra6Gateway is the RA router Render may name, given the plan: only with the RA default route in
-// main does NM report it (see ipv6Setting).
-func ra6Gateway(p core.InterfacePlan, o Observed) netip.Addr {
-	if !p.MainDefaultRoute {
-		return netip.Addr{}
-	}
-	return o.RAGateway6
 }

@@ -11,7 +11,6 @@ package networkmanager
 import (
 	"crypto/sha1"
 	"fmt"
-	"net/netip"
 
 	"github.com/godbus/dbus/v5"
 
@@ -74,14 +73,6 @@ func IsBase(s Settings) bool { return userData(s)[TagBase] == "yes" }
 // Skipped reports whether a user's profile asks the agent to leave it alone.
 func Skipped(s Settings) bool { return userData(s)[TagSkip] == "yes" }
 
-// Observed is what NM knows and the plan cannot: read from NM before rendering.
-type Observed struct {
-	// RAGateway6 is the IPv6 router learned from router advertisements (the VPC router's
-	// link-local address, which IMDS does not publish), from the device's IP6Config. Zero until NM
-	// has seen an RA; the ENI table's IPv6 default route is added on the next pass after that.
-	RAGateway6 netip.Addr
-}
-
 // ipv6 methods. "ignore" leaves IPv6 to the kernel on subnets without IPv6: NM then does not
 // restart IPv6 (and drop the kernel's link-local address) on every Reapply, as it does with "auto".
 const (
@@ -106,10 +97,16 @@ const (
 // by name so a profile left behind by a detached ENI cannot capture it when it comes back under
 // another name (amazon-ec2-net-utils #166). It puts the DHCP routes into main with the ENI's
 // metric (and without the default route when main_default_route is off), and adds the plan's
-// secondary addresses, its ENI-table routes and source rules. ipv4.route-table stays unset on
-// purpose: with it NM "takes ownership" of the table and deletes every route in it that it did
-// not add, and the rules other agents point at it (VPC CNI pod rules).
-func Render(p core.InterfacePlan, o Observed) Settings {
+// secondary addresses, its ENI-table routes and source rules. ipv4.route-table and
+// ipv6.route-table stay unset on purpose: with them NM "takes ownership" of the table and deletes
+// every route in it that it did not add, and the rules other agents point at it (VPC CNI pod
+// rules).
+//
+// The profile depends on the plan alone. The ENI table's IPv6 default route, whose router only NM
+// learns (from RAs), is not in it: a Reapply that changes ipv6.routes makes NM 1.42 restart
+// DHCPv6 and drop the DHCPv6 address, and the router NM reports comes and goes with every such
+// restart, so naming it here made a Reapply loop (issue #12). Apply adds that route with netlink.
+func Render(p core.InterfacePlan) Settings {
 	mac, _ := parseMAC(p.MAC)
 	data := map[string]string{TagManaged: "yes", tagCloudSetupSkip: "yes"}
 	if p.InterfaceID != "" {
@@ -133,42 +130,32 @@ func Render(p core.InterfacePlan, o Observed) Settings {
 			"route-metric":  dbus.MakeVariant(int64(p.Metric)),
 			"never-default": dbus.MakeVariant(neverDefault),
 			"address-data":  dbus.MakeVariant(addressData(p, core.IPv4)),
-			"route-data":    dbus.MakeVariant(routeData(p, core.IPv4, netip.Addr{})),
+			"route-data":    dbus.MakeVariant(routeData(p, core.IPv4)),
 			"routing-rules": dbus.MakeVariant(ruleData(p, core.IPv4)),
 		},
-		"ipv6": ipv6Setting(p, o),
+		"ipv6": ipv6Setting(p),
 		"user": {"data": dbus.MakeVariant(data)},
 	}
 	return s
 }
 
-// ipv6Setting leaves IPv6 alone on subnets without it and otherwise takes RA and DHCPv6.
-//
-// The ENI table's IPv6 default route goes through the router NM learned from RAs. With the RA
-// default route in main (main_default_route on), NM reports that router and the route names it
-// explicitly. Without it NM would report none, so the ENI's RA routes go to its table instead
-// (ipv6.route-table, and never-default off so that the RA default route exists at all): IPv6
-// routes on this device in that table are then NM's to manage, and none of them reach main.
-func ipv6Setting(p core.InterfacePlan, o Observed) map[string]dbus.Variant {
+// ipv6Setting leaves IPv6 alone on subnets without it and otherwise takes RA and DHCPv6, with
+// the RA default route in main only when the plan wants the ENI's default route there.
+func ipv6Setting(p core.InterfacePlan) map[string]dbus.Variant {
 	if !p.IPv6 {
 		return map[string]dbus.Variant{
 			"method":        dbus.MakeVariant(method6Ignore),
 			"addr-gen-mode": dbus.MakeVariant(addrGenEUI64),
 		}
 	}
-	table := uint32(0)
-	neverDefault := !p.MainDefaultRoute
-	if !p.MainDefaultRoute && hasRARoute(p) {
-		table, neverDefault = uint32(p.Table), false
-	}
 	return map[string]dbus.Variant{
 		"method":        dbus.MakeVariant(method6Auto),
 		"addr-gen-mode": dbus.MakeVariant(addrGenEUI64),
 		"route-metric":  dbus.MakeVariant(int64(p.Metric)),
-		"never-default": dbus.MakeVariant(neverDefault),
-		"route-table":   dbus.MakeVariant(table),
+		"never-default": dbus.MakeVariant(!p.MainDefaultRoute),
+		"route-table":   dbus.MakeVariant(uint32(0)),
 		"address-data":  dbus.MakeVariant(addressData(p, core.IPv6)),
-		"route-data":    dbus.MakeVariant(routeData(p, core.IPv6, ra6Gateway(p, o))),
+		"route-data":    dbus.MakeVariant(routeData(p, core.IPv6)),
 		"routing-rules": dbus.MakeVariant(ruleData(p, core.IPv6)),
 	}
 }
@@ -198,22 +185,15 @@ func addressData(p core.InterfacePlan, f core.Family) []map[string]dbus.Variant 
 	return out
 }
 
-// routeData lists the ENI-table routes of one family, each with its table. A route through the
-// RA router is left out while that router is unknown (ra6 zero): before NM has seen an RA, or
-// when NM puts the RA default route into the table itself (ipv6.route-table, see ipv6Setting).
-func routeData(p core.InterfacePlan, f core.Family, ra6 netip.Addr) []map[string]dbus.Variant {
+// routeData lists the ENI-table routes of one family, each with its table, except those through
+// the RA router: Apply adds them with netlink (see Render).
+func routeData(p core.InterfacePlan, f core.Family) []map[string]dbus.Variant {
 	out := []map[string]dbus.Variant{}
 	for _, r := range p.Routes {
-		if core.FamilyOf(r.Destination.Addr()) != f {
+		if core.FamilyOf(r.Destination.Addr()) != f || r.GatewayFromRA {
 			continue
 		}
 		gw := r.Gateway
-		if r.GatewayFromRA {
-			if !ra6.IsValid() {
-				continue
-			}
-			gw = ra6
-		}
 		m := map[string]dbus.Variant{
 			"dest":   dbus.MakeVariant(r.Destination.Masked().Addr().String()),
 			"prefix": dbus.MakeVariant(uint32(r.Destination.Bits())),

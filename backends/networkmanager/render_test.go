@@ -33,22 +33,20 @@ func TestRenderGolden(t *testing.T) {
 	tests := []struct {
 		name string
 		plan core.InterfacePlan
-		obs  Observed
 	}{
-		{"primary-with-secondaries", plantest.Primary(), Observed{}},
-		{"secondary-dual-stack-prefixes", plantest.SecondaryDualStack(), Observed{RAGateway6: raRouter}},
-		// Before NM has seen an RA there is no router to name: the IPv6 default route waits.
-		{"secondary-dual-stack-before-ra", plantest.SecondaryDualStack(), Observed{}},
-		// Without the RA default route in main, NM puts the ENI's RA routes into its table.
-		{"secondary-dual-stack-no-main-default", withoutMainDefault(plantest.SecondaryDualStack()), Observed{RAGateway6: raRouter}},
-		{"ipv4-only-mtu", plantest.IPv4Only(), Observed{}},
-		{"ipv6-only", plantest.IPv6Only(), Observed{RAGateway6: raRouter}},
-		{"card1", plantest.Card1(), Observed{}},
+		{"primary-with-secondaries", plantest.Primary()},
+		// The ENI table's IPv6 default route is not NM's: whether NM has seen an RA changes nothing.
+		{"secondary-dual-stack-prefixes", plantest.SecondaryDualStack()},
+		// Without the RA default route in main: never-default, and still no route-table.
+		{"secondary-dual-stack-no-main-default", withoutMainDefault(plantest.SecondaryDualStack())},
+		{"ipv4-only-mtu", plantest.IPv4Only()},
+		{"ipv6-only", plantest.IPv6Only()},
+		{"card1", plantest.Card1()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := Render(tt.plan, tt.obs)
-			if again := Render(tt.plan, tt.obs); diff(s, again) != "" || diff(again, s) != "" {
+			s := Render(tt.plan)
+			if again := Render(tt.plan); diff(s, again) != "" || diff(again, s) != "" {
 				t.Errorf("Render is not deterministic")
 			}
 			golden.Check(t, filepath.Join("testdata", tt.name+".golden.json"), settingsJSON(t, s), *update)
@@ -59,7 +57,7 @@ func TestRenderGolden(t *testing.T) {
 // TestRenderTypesAreWhatNetworkManagerTakes pins the D-Bus types NM insists on (lab README §4):
 // a routing rule's table sent as int32 is rejected, and so is a route metric sent as uint32.
 func TestRenderTypesAreWhatNetworkManagerTakes(t *testing.T) {
-	s := Render(plantest.SecondaryDualStack(), Observed{RAGateway6: raRouter})
+	s := Render(plantest.SecondaryDualStack())
 	sig := func(v dbus.Variant) string { return v.Signature().String() }
 	want := map[string]string{
 		"802-3-ethernet.mac-address": "ay", "802-3-ethernet.mtu": "u",
@@ -102,13 +100,13 @@ func TestProfileUUIDIsStablePerMACAndVersion5(t *testing.T) {
 }
 
 func TestOwnedNeedsTheTagAndTheUUIDOfItsOwnMAC(t *testing.T) {
-	ours := Render(plantest.Primary(), Observed{})
-	clone := Render(plantest.Primary(), Observed{})
+	ours := Render(plantest.Primary())
+	clone := Render(plantest.Primary())
 	clone["connection"] = cloneSetting(clone["connection"])
 	clone["connection"]["uuid"] = dbus.MakeVariant("0b6c5e1d-0000-4000-8000-000000000001") // nmcli connection clone
-	untagged := Render(plantest.Primary(), Observed{})
+	untagged := Render(plantest.Primary())
 	untagged["user"] = map[string]dbus.Variant{"data": dbus.MakeVariant(map[string]string{})}
-	otherMAC := Render(plantest.Primary(), Observed{})
+	otherMAC := Render(plantest.Primary())
 	otherMAC["802-3-ethernet"] = cloneSetting(otherMAC["802-3-ethernet"])
 	otherMAC["802-3-ethernet"]["mac-address"] = dbus.MakeVariant([]byte{2, 0, 0, 0, 9, 9})
 	for name, tt := range map[string]struct {
@@ -124,7 +122,7 @@ func TestOwnedNeedsTheTagAndTheUUIDOfItsOwnMAC(t *testing.T) {
 // TestDiffReadsNetworkManagersCopy: NM leaves keys at their default out of GetSettings, so a
 // profile NM returns must compare equal to the rendered one; a changed value or type must not.
 func TestDiffReadsNetworkManagersCopy(t *testing.T) {
-	want := Render(plantest.IPv4Only(), Observed{})
+	want := Render(plantest.IPv4Only())
 	if d := diff(want, nmCopy(want)); d != "" {
 		t.Fatalf("NM's copy of an unchanged profile differs at %s", d)
 	}
@@ -166,7 +164,7 @@ func TestMergeAddsThePlanToTheUsersOwnRouting(t *testing.T) {
 	stale := map[string]dbus.Variant{"address": dbus.MakeVariant("10.0.1.99"), "prefix": dbus.MakeVariant(uint32(32))}
 	applied["ipv4"]["address-data"] = dbus.MakeVariant([]map[string]dbus.Variant{userAddr, stale})
 
-	merged, skipped := Merge(applied, profileSettings, p, Observed{RAGateway6: raRouter})
+	merged, skipped := Merge(applied, profileSettings, p)
 	if len(skipped) != 0 {
 		t.Errorf("skipped %v", skipped)
 	}
@@ -174,7 +172,7 @@ func TestMergeAddsThePlanToTheUsersOwnRouting(t *testing.T) {
 	if d := routingDiff(merged, applied); d != "ipv4.address-data" {
 		t.Errorf("routingDiff(merged, applied) = %q, want the stale address found first", d)
 	}
-	again, _ := Merge(merged, profileSettings, p, Observed{RAGateway6: raRouter})
+	again, _ := Merge(merged, profileSettings, p)
 	if d := routingDiff(again, merged); d != "" {
 		t.Errorf("merging twice changed %s", d)
 	}
@@ -191,7 +189,7 @@ func TestMergeLeavesFamiliesWithoutAddressesAlone(t *testing.T) {
 		"ipv4": {"method": dbus.MakeVariant("auto"), "addresses": dbus.MakeVariant([][]uint32{})},
 		"ipv6": {"method": dbus.MakeVariant("ignore"), "addresses": dbus.MakeVariant([][]any{}), "routes": dbus.MakeVariant([][]any{})},
 	}
-	merged, skipped := Merge(applied, applied, plantest.SecondaryDualStack(), Observed{})
+	merged, skipped := Merge(applied, applied, plantest.SecondaryDualStack())
 	if !slices.Equal(skipped, []string{"ipv6 (method ignore)"}) {
 		t.Errorf("skipped = %v", skipped)
 	}
