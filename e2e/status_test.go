@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core/status"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -23,14 +25,8 @@ type statusDoc struct {
 			IMDSAnswering bool `json:"imds_answering"`
 		} `json:"state"`
 	} `json:"daemon"`
-	Backend string `json:"backend"`
-	ENIs    []struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Items []struct {
-			Kind, What, State string
-		} `json:"items"`
-	} `json:"enis"`
+	Backend string      `json:"backend"`
+	ENIs    []statusENI `json:"enis"`
 	Pending []struct {
 		MAC, Reason string
 	} `json:"pending"`
@@ -39,6 +35,15 @@ type statusDoc struct {
 	} `json:"ignored"`
 	Foreign []json.RawMessage `json:"foreign_rules"`
 	OK      bool              `json:"ok"`
+}
+
+type statusENI struct {
+	Name   string         `json:"name"`
+	OK     bool           `json:"ok"`
+	Config *status.Config `json:"config"`
+	Items  []struct {
+		Kind, What, State string
+	} `json:"items"`
 }
 
 // status runs `ec2-net-utils status --json` inside the instance and returns its document and
@@ -60,6 +65,16 @@ func (e *env) status() (statusDoc, int) {
 		e.t.Fatalf("status --json (exit %d): %v\n%s\n%s", code, err, out, ee)
 	}
 	return doc, code
+}
+
+// config is what the status says carries an ENI's configuration (nil: nothing said).
+func (d statusDoc) config(eni string) *status.Config {
+	for _, e := range d.ENIs {
+		if e.Name == eni {
+			return e.Config
+		}
+	}
+	return nil
 }
 
 func (d statusDoc) item(eni, kind, what string) string {
@@ -110,6 +125,13 @@ func TestStatusShowsADriftedHostAndAPendingENI(t *testing.T) {
 		}
 		if got := doc.item("ens6", "rule", "10001: from 10.99.1.10 lookup 10001"); got != "ok" {
 			t.Errorf("ens6's rule: %s, want ok", got)
+		}
+		// What carries ens6's configuration: the agent's own file or profile, in use.
+		carrier := map[string]string{"networkd": "/run/systemd/network/70-ens6.network",
+			"networkmanager": `profile "ec2-net-utils-ens6" uuid `, "ifcfg": "/etc/sysconfig/network-scripts/ifcfg-ens6"}[bc.name]
+		if c := doc.config("ens6"); c == nil || c.Backend != bc.name || c.Error != "" || len(c.Carriers) == 0 ||
+			!strings.HasPrefix(c.Carriers[0].Name, carrier) || !c.Carriers[0].InUse || !c.Carriers[0].Ours {
+			t.Errorf("ens6's configuration: %+v; want %s's %q first, in use and ours", c, bc.name, carrier)
 		}
 		if !slices.ContainsFunc(doc.Pending, func(p struct{ MAC, Reason string }) bool { return p.MAC == pendingMAC }) {
 			t.Errorf("pending %+v; want %s", doc.Pending, pendingMAC)
