@@ -82,12 +82,7 @@ func TestAnENILeftAloneGetsNothingFromTheAgent(t *testing.T) {
 				return strings.Count(e.agent.Log(), "reason=refresh") >= since+2, nil
 			})
 			e.assertLeftAlone("full refreshes", userFiles)
-			doc, _ := e.status()
-			if !slices.ContainsFunc(doc.Ignored, func(i struct{ Name, Reason string }) bool {
-				return i.Name == "ens6" && strings.Contains(i.Reason, tc.why)
-			}) || slices.ContainsFunc(doc.ENIs, func(s statusENI) bool { return s.Name == "ens6" }) {
-				t.Errorf("status: left alone %+v; want ens6 there, not among the ENIs, for %q", doc.Ignored, tc.why)
-			}
+			e.assertStatusLeftAlone("ens6", tc.why)
 			e.stopAgent()
 
 			rep := e.apply()

@@ -77,6 +77,18 @@ func (e *env) tryStatus() (statusDoc, int, error) {
 	return doc, code, nil
 }
 
+// assertStatusLeftAlone checks that status lists iface as left alone for a reason containing why,
+// and not among the ENIs it compares.
+func (e *env) assertStatusLeftAlone(iface, why string) {
+	e.t.Helper()
+	doc, _ := e.status()
+	if !slices.ContainsFunc(doc.Ignored, func(i struct{ Name, Reason string }) bool {
+		return i.Name == iface && strings.Contains(i.Reason, why)
+	}) || slices.ContainsFunc(doc.ENIs, func(s statusENI) bool { return s.Name == iface }) {
+		e.t.Errorf("status: left alone %+v; want %s there, not among the ENIs, for %q", doc.Ignored, iface, why)
+	}
+}
+
 // config is what the status says carries an ENI's configuration (nil: nothing said).
 func (d statusDoc) config(eni string) *status.Config {
 	for _, e := range d.ENIs {
