@@ -20,6 +20,25 @@ type Backend interface {
 	Apply(ctx context.Context, plan Plan, links []Link) (Report, error)
 }
 
+// Describer is a Backend that can say what carries an interface's configuration in its manager,
+// for `status`. It reads and changes nothing but the manager's state it asks about.
+type Describer interface {
+	// Carriers lists the files or profiles that carry p's configuration now, the one the manager
+	// applies first; none when there is nothing yet (the agent's next pass writes it).
+	Carriers(ctx context.Context, p InterfacePlan) ([]Carrier, error)
+}
+
+// Carrier is one file or profile that carries an interface's configuration.
+type Carrier struct {
+	// Name is a file's path, or a profile's id and UUID.
+	Name string `json:"name"`
+	// InUse: the manager applies it to the interface now (the .network file networkd reports,
+	// the profile the device runs, the ifcfg file ifup reads).
+	InUse bool `json:"in_use"`
+	// Ours: the agent wrote it and keeps it up to date (an ifcfg file edited since is not).
+	Ours bool `json:"ours"`
+}
+
 // Outcome is what Apply did with one planned interface.
 type Outcome string
 

@@ -248,6 +248,7 @@ func eksNode(t *testing.T, bc backendCase, agentFirst bool) {
 		t.Errorf("plan on the EKS node: interfaces %+v, ignored %+v; want ens5 without addresses, ens6 left to the VPC CNI",
 			plan.Interfaces, plan.Ignored)
 	}
+	e.assertStatusLeftAlone("ens6", "VPC CNI")
 
 	e.stopAgent()
 	e.startAgent()
@@ -319,6 +320,7 @@ func TestOptOutOf2xMakesTheAgentStandBack(t *testing.T) {
 						t.Errorf("plan: %s ignored for %q, want the opt-out named", ig.Name, ig.Reason)
 					}
 				}
+				e.assertStatusLeftAlone("ens6", udevRule+" is "+variant)
 				if changes := e.run("apply"); !strings.Contains(changes, `"reloads": 0`) || strings.Contains(changes, "written") {
 					t.Errorf("apply changed something although the agent stands back: %s", changes)
 				}

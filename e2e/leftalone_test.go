@@ -44,13 +44,15 @@ func TestAnENILeftAloneGetsNothingFromTheAgent(t *testing.T) {
 		interfaces    string
 		// reported: `apply` reports ens6 left alone (an excluded ENI is not planned at all).
 		reported bool
+		// why is what `status` says ens6 is left alone for.
+		why string
 	}{
-		{name: "networkmanager skip tag", backend: "networkmanager", reported: true,
+		{name: "networkmanager skip tag", backend: "networkmanager", reported: true, why: networkmanager.TagSkip + "=yes (hands-off ens6)",
 			file: "/etc/NetworkManager/system-connections/hands-off-ens6.nmconnection", content: handsOffProfile},
-		{name: "ifcfg EC2SYNC=no", backend: "ifcfg", reported: true,
+		{name: "ifcfg EC2SYNC=no", backend: "ifcfg", reported: true, why: "EC2SYNC=no in /etc/sysconfig/network-scripts/ifcfg-ens6",
 			file: "/etc/sysconfig/network-scripts/ifcfg-ens6", content: onePointXIfcfg("EC2SYNC=no")},
-		{name: "networkd exclude", backend: "networkd", interfaces: `exclude = ["ens6"]`},
-		{name: "networkmanager exclude", backend: "networkmanager", interfaces: `exclude = ["02:00:00:00:06:06"]`},
+		{name: "networkd exclude", backend: "networkd", interfaces: `exclude = ["ens6"]`, why: "exclude"},
+		{name: "networkmanager exclude", backend: "networkmanager", interfaces: `exclude = ["02:00:00:00:06:06"]`, why: "exclude"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			third := thirdENI()
@@ -80,6 +82,7 @@ func TestAnENILeftAloneGetsNothingFromTheAgent(t *testing.T) {
 				return strings.Count(e.agent.Log(), "reason=refresh") >= since+2, nil
 			})
 			e.assertLeftAlone("full refreshes", userFiles)
+			e.assertStatusLeftAlone("ens6", tc.why)
 			e.stopAgent()
 
 			rep := e.apply()

@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/ec2-net-utils/ec2-net-utils/core/status"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -23,14 +26,8 @@ type statusDoc struct {
 			IMDSAnswering bool `json:"imds_answering"`
 		} `json:"state"`
 	} `json:"daemon"`
-	Backend string `json:"backend"`
-	ENIs    []struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Items []struct {
-			Kind, What, State string
-		} `json:"items"`
-	} `json:"enis"`
+	Backend string      `json:"backend"`
+	ENIs    []statusENI `json:"enis"`
 	Pending []struct {
 		MAC, Reason string
 	} `json:"pending"`
@@ -41,10 +38,28 @@ type statusDoc struct {
 	OK      bool              `json:"ok"`
 }
 
+type statusENI struct {
+	Name   string         `json:"name"`
+	OK     bool           `json:"ok"`
+	Config *status.Config `json:"config"`
+	Items  []struct {
+		Kind, What, State string
+	} `json:"items"`
+}
+
 // status runs `ec2-net-utils status --json` inside the instance and returns its document and
 // exit status.
 func (e *env) status() (statusDoc, int) {
 	e.t.Helper()
+	doc, code, err := e.tryStatus()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return doc, code
+}
+
+// tryStatus is status that returns a run printing no document (status itself failed) as an error.
+func (e *env) tryStatus() (statusDoc, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := e.l.Command(ctx, agentBin, "status", "--json", "--config", "/etc/ec2-net-utils.conf").Output()
@@ -53,13 +68,35 @@ func (e *env) status() (statusDoc, int) {
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatalf("status: %v", err)
+		return statusDoc{}, 0, fmt.Errorf("status: %w", err)
 	}
 	var doc statusDoc
 	if err := json.Unmarshal(out, &doc); err != nil {
-		e.t.Fatalf("status --json (exit %d): %v\n%s\n%s", code, err, out, ee)
+		return statusDoc{}, code, fmt.Errorf("status --json (exit %d): %w\n%s\n%s", code, err, out, exitStderr(ee))
 	}
-	return doc, code
+	return doc, code, nil
+}
+
+// assertStatusLeftAlone checks that status lists iface as left alone for a reason containing why,
+// and not among the ENIs it compares.
+func (e *env) assertStatusLeftAlone(iface, why string) {
+	e.t.Helper()
+	doc, _ := e.status()
+	if !slices.ContainsFunc(doc.Ignored, func(i struct{ Name, Reason string }) bool {
+		return i.Name == iface && strings.Contains(i.Reason, why)
+	}) || slices.ContainsFunc(doc.ENIs, func(s statusENI) bool { return s.Name == iface }) {
+		e.t.Errorf("status: left alone %+v; want %s there, not among the ENIs, for %q", doc.Ignored, iface, why)
+	}
+}
+
+// config is what the status says carries an ENI's configuration (nil: nothing said).
+func (d statusDoc) config(eni string) *status.Config {
+	for _, e := range d.ENIs {
+		if e.Name == eni {
+			return e.Config
+		}
+	}
+	return nil
 }
 
 func (d statusDoc) item(eni, kind, what string) string {
@@ -98,9 +135,11 @@ func TestStatusShowsADriftedHostAndAPendingENI(t *testing.T) {
 		e.startAgent()
 		e.waitRule(ens6Rule10, true)
 		e.waitFor("status ok with the daemon running", func() (bool, error) {
-			doc, code := e.status()
-			if code != 0 {
-				t.Logf("status: exit %d: %+v", code, doc)
+			// While networkd reconfigures the links after the daemon's first reload, IMDS can be
+			// unreachable for a moment (connect: network is unreachable): status then exits 1.
+			doc, code, err := e.tryStatus()
+			if err != nil || code != 0 {
+				t.Logf("status: exit %d: %+v %v", code, doc, err)
 			}
 			return code == 0 && doc.OK && doc.Daemon.Running, nil
 		})
@@ -110,6 +149,15 @@ func TestStatusShowsADriftedHostAndAPendingENI(t *testing.T) {
 		}
 		if got := doc.item("ens6", "rule", "10001: from 10.99.1.10 lookup 10001"); got != "ok" {
 			t.Errorf("ens6's rule: %s, want ok", got)
+		}
+		// What carries ens6's configuration: the agent's own file or profile, in use.
+		carrier := map[string]string{"networkd": "/run/systemd/network/70-ens6.network",
+			"networkmanager": `profile "ec2-net-utils-ens6" uuid `, "ifcfg": "/etc/sysconfig/network-scripts/ifcfg-ens6"}[bc.name]
+		if c := doc.config("ens6"); c == nil || c.Backend != bc.name || c.Error != "" || len(c.Carriers) == 0 ||
+			!strings.HasPrefix(c.Carriers[0].Name, carrier) || !c.Carriers[0].InUse || !c.Carriers[0].Ours {
+			t.Errorf("ens6's configuration: %+v; want %s's %q first, in use and ours", c, bc.name, carrier)
+		} else {
+			t.Logf("ens6's configuration: %+v", *c)
 		}
 		if !slices.ContainsFunc(doc.Pending, func(p struct{ MAC, Reason string }) bool { return p.MAC == pendingMAC }) {
 			t.Errorf("pending %+v; want %s", doc.Pending, pendingMAC)
@@ -143,4 +191,12 @@ func TestStatusShowsADriftedHostAndAPendingENI(t *testing.T) {
 			return doc.Daemon.Running, nil
 		})
 	})
+}
+
+// exitStderr is what a command that failed printed on stderr.
+func exitStderr(ee *exec.ExitError) string {
+	if ee == nil {
+		return ""
+	}
+	return string(ee.Stderr)
 }

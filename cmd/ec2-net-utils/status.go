@@ -28,11 +28,12 @@ func newStatusCommand(g *globals) *cobra.Command {
 		Use:   "status [IFACE|MAC...]",
 		Short: "Show, per ENI, whether the host matches the desired state, and the daemon's state",
 		Long: `status compares what the agent would configure (as plan computes it, from IMDS and the
-links) with what the kernel has: for every ENI, its source rules, the routes of its table, its
-secondary addresses and its altnames, each ok, missing or unexpected. It lists the ENIs pending
-and what each waits for, those left alone and why, the rules of an ENI that is gone, and other
-tools' rules in the agent's priority band (shown, never touched). It says whether the daemon runs
-and what its last passes did. It changes nothing and works without the daemon.
+links) with what the kernel has: for every ENI, the backend and the files or profile that carry
+its configuration, its source rules, the routes of its table, its secondary addresses and its
+altnames, each ok, missing or unexpected. It lists the ENIs pending and what each waits for,
+those left alone and why, the rules of an ENI that is gone, and other tools' rules in the
+agent's priority band (shown, never touched). It says whether the daemon runs and what its last
+passes did. It changes nothing and works without the daemon.
 Exit status 0 when everything is ok and the daemon runs, 3 when not.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			a, err := g.agent(cmd, backends.Options{DryRun: true})
@@ -48,6 +49,7 @@ Exit status 0 when everything is ok and the daemon runs, 3 when not.`,
 			if err != nil {
 				return err
 			}
+			obs.Config = status.Describe(cmd.Context(), plan, a.selection.Backend)
 			st, running, err := readDaemonState(g.stateFile)
 			if err != nil {
 				return err

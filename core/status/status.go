@@ -6,6 +6,7 @@ package status
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -52,8 +53,18 @@ type ENI struct {
 	NetworkCard  int    `json:"network_card"`
 	Table        int    `json:"table"`
 	Priority     int    `json:"priority"`
-	Items        []Item `json:"items"`
-	OK           bool   `json:"ok"`
+	// Config is absent when the backend cannot say (none selected, or it is no core.Describer).
+	Config *Config `json:"config,omitempty"`
+	Items  []Item  `json:"items"`
+	OK     bool    `json:"ok"`
+}
+
+// Config says which backend configures an ENI and what carries its configuration there.
+type Config struct {
+	Backend  string         `json:"backend"`
+	Carriers []core.Carrier `json:"carriers"`
+	// Error says why the backend could not tell.
+	Error string `json:"error,omitempty"`
 }
 
 // Report is the whole comparison.
@@ -79,6 +90,8 @@ type Observed struct {
 	// Addresses and Altnames by interface index.
 	Addresses map[int][]netip.Prefix
 	Altnames  map[int][]string
+	// Config by MAC, as Describe reads it.
+	Config map[string]Config
 }
 
 // Kernel is what Observe needs; core/netlinkx.Handle has it.
@@ -111,6 +124,29 @@ func Observe(plan core.Plan, k Kernel) (Observed, error) {
 	return obs, nil
 }
 
+// Describe asks the backend what carries each planned ENI's configuration, for Observed.Config.
+// A backend that cannot tell (none, or no core.Describer) gives nothing; one that fails for an
+// ENI gives the error for that ENI, and status still shows the rest.
+func Describe(ctx context.Context, plan core.Plan, b core.Backend) map[string]Config {
+	d, ok := b.(core.Describer)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]Config, len(plan.Interfaces))
+	for _, ifc := range plan.Interfaces {
+		c := Config{Backend: b.Name(), Carriers: []core.Carrier{}}
+		carriers, err := d.Carriers(ctx, ifc)
+		switch {
+		case err != nil:
+			c.Error = err.Error()
+		case carriers != nil:
+			c.Carriers = carriers
+		}
+		out[ifc.MAC] = c
+	}
+	return out
+}
+
 // Compare reports, for every ENI of plan, what obs has of it.
 func Compare(plan core.Plan, obs Observed) Report {
 	rep := Report{ENIs: []ENI{}, Pending: plan.Pending, Ignored: plan.Ignored, Stale: []core.Rule{}, Foreign: []core.Rule{}}
@@ -132,6 +168,9 @@ func Compare(plan core.Plan, obs Observed) Report {
 	for _, ifc := range plan.Interfaces {
 		e := ENI{Name: ifc.Name, MAC: ifc.MAC, InterfaceID: ifc.InterfaceID, Primary: ifc.Primary,
 			DeviceNumber: ifc.DeviceNumber, NetworkCard: ifc.NetworkCard, Table: ifc.Table, Priority: ifc.Priority, Items: []Item{}}
+		if c, ok := obs.Config[ifc.MAC]; ok {
+			e.Config = &c
+		}
 		e.Items = append(e.Items, rules(ifc, obs.Rules)...)
 		e.Items = append(e.Items, routes(ifc, obs.Routes[ifc.Table])...)
 		e.Items = append(e.Items, addresses(ifc, obs.Addresses[ifc.Index])...)

@@ -2,10 +2,13 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
@@ -152,9 +155,21 @@ func TestSelectKeepsTheNamedENIs(t *testing.T) {
 	}
 }
 
-// The text and JSON a user sees for a drifted host: one rule deleted, a foreign rule in the band.
+// The text and JSON a user sees for a drifted host: one rule deleted, a foreign rule in the band;
+// ens5 runs the agent's own .network file, ens6 netplan's with the agent's drop-ins.
 func TestStatusOutput(t *testing.T) {
 	obs := healthy()
+	obs.Config = map[string]Config{
+		"0a:00:00:00:00:01": {Backend: "networkd", Carriers: []core.Carrier{
+			{Name: "/run/systemd/network/70-ens5.network", InUse: true, Ours: true},
+			{Name: "/run/systemd/network/70-ens5.network.d/eni.conf", Ours: true},
+		}},
+		"0a:00:00:00:00:02": {Backend: "networkd", Carriers: []core.Carrier{
+			{Name: "/run/systemd/network/10-netplan-ens6.network", InUse: true},
+			{Name: "/run/systemd/network/10-netplan-ens6.network.d/eni.conf", Ours: true},
+			{Name: "/run/systemd/network/10-netplan-ens6.network.d/ec2net_policy_4.conf", Ours: true},
+		}},
+	}
 	obs.Rules = append(obs.Rules[1:], core.Rule{Family: core.IPv4, From: pfx("10.0.1.9/32"), Table: 100, Priority: 10050})
 	rep := Compare(plan(), obs)
 	js, err := json.MarshalIndent(rep, "", "  ")
@@ -163,6 +178,38 @@ func TestStatusOutput(t *testing.T) {
 	}
 	golden.Check(t, filepath.Join("testdata", "drifted.json"), append(js, '\n'), *update)
 	golden.Check(t, filepath.Join("testdata", "drifted.txt"), []byte(text(t, rep)), *update)
+}
+
+// describer says what carries ens5's configuration and fails for ens6.
+type describer struct{}
+
+func (describer) Name() string { return "networkmanager" }
+func (describer) Apply(context.Context, core.Plan, []core.Link) (core.Report, error) {
+	return core.Report{}, errors.New("not here")
+}
+func (describer) Carriers(_ context.Context, p core.InterfacePlan) ([]core.Carrier, error) {
+	if p.Name == "ens6" {
+		return nil, errors.New("networkmanager: ens6: NetworkManager does not answer")
+	}
+	return []core.Carrier{{Name: `profile "ec2-net-utils-ens5" uuid 1`, InUse: true, Ours: true}}, nil
+}
+
+// status asks the backend per ENI; an ENI it cannot describe shows why, the others what they run.
+func TestDescribeAsksTheBackendPerENI(t *testing.T) {
+	obs := healthy()
+	obs.Config = Describe(context.Background(), plan(), describer{})
+	got := text(t, Compare(plan(), obs))
+	for _, want := range []string{
+		"  config   networkmanager profile \"ec2-net-utils-ens5\" uuid 1 (in use, ours)\n",
+		"  config   networkmanager unknown: networkmanager: ens6: NetworkManager does not answer\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no line %q in:\n%s", want, got)
+		}
+	}
+	if got := Describe(context.Background(), plan(), nil); got != nil {
+		t.Errorf("without a backend: %v, want nothing", got)
+	}
 }
 
 func text(t *testing.T, r Report) string {

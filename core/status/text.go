@@ -31,6 +31,7 @@ func WriteText(w io.Writer, r Report) error {
 		}
 		fmt.Fprintf(&b, "%s %s (%s, %s) device %d card %d: table %d, priority %d: %s\n",
 			e.Name, e.MAC, e.InterfaceID, role, e.DeviceNumber, e.NetworkCard, e.Table, e.Priority, verdict)
+		writeConfig(&b, e.Config)
 		for _, it := range e.Items {
 			fmt.Fprintf(&b, "  %-8s %-10s %s\n", it.Kind, it.State, it.What)
 		}
@@ -56,6 +57,35 @@ func WriteText(w io.Writer, r Report) error {
 		core.OwnedPriorityMin, core.OwnedPriorityMax), r.Foreign)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeConfig prints one line per file or profile that carries the ENI's configuration, in the
+// column layout of the items, the backend in the state column.
+func writeConfig(b *strings.Builder, c *Config) {
+	if c == nil {
+		return
+	}
+	line := func(what string) { fmt.Fprintf(b, "  %-8s %-10s %s\n", "config", c.Backend, what) }
+	switch {
+	case c.Error != "":
+		line("unknown: " + c.Error)
+	case len(c.Carriers) == 0:
+		line("none yet (the agent's next pass writes it)")
+	}
+	for _, cr := range c.Carriers {
+		var roles []string
+		if cr.InUse {
+			roles = append(roles, "in use")
+		}
+		if cr.Ours {
+			roles = append(roles, "ours")
+		}
+		if len(roles) == 0 {
+			line(cr.Name)
+		} else {
+			line(cr.Name + " (" + strings.Join(roles, ", ") + ")")
+		}
+	}
 }
 
 func writeRules(b *strings.Builder, title string, rules []core.Rule) {

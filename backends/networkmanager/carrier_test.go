@@ -1,0 +1,54 @@
+package networkmanager
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
+)
+
+// status names the profile an ENI's device runs and the agent's profile for it, whoever's it is.
+func TestCarriersNameTheProfileTheDeviceRuns(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.IPv4Only()
+	carriers := func() []core.Carrier {
+		t.Helper()
+		got, err := f.b.Carriers(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	ours := `profile "ec2-net-utils-ens6" uuid ` + ProfileUUID(p.MAC)
+
+	if diff := cmp.Diff([]core.Carrier{{Name: `profile "ec2-net-utils-default" uuid bc0f863c-4ca4-4251-ac30-ba90643386e4`, InUse: true}},
+		carriers()); diff != "" {
+		t.Errorf("on the packaged base (-want +got):\n%s", diff)
+	}
+
+	f.apply(t, p)
+	if diff := cmp.Diff([]core.Carrier{{Name: ours, InUse: true, Ours: true}}, carriers()); diff != "" {
+		t.Errorf("on the agent's profile (-want +got):\n%s", diff)
+	}
+
+	// A user's profile waiting for the ENI while ours is down: ours is still the agent's.
+	f.nm.devices["ens6"].active = ""
+	if diff := cmp.Diff([]core.Carrier{{Name: ours, Ours: true}}, carriers()); diff != "" {
+		t.Errorf("nothing running (-want +got):\n%s", diff)
+	}
+
+	f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", nil), false))
+	f.apply(t, p) // ours goes
+	if diff := cmp.Diff([]core.Carrier{{Name: `profile "cloud-init ens6" uuid 1d0f4c55-7a7e-4c5e-9d2b-1b5c0e2f9a06`, InUse: true}},
+		carriers()); diff != "" {
+		t.Errorf("on a user's profile (-want +got):\n%s", diff)
+	}
+
+	delete(f.nm.devices, "ens6")
+	if got := carriers(); len(got) != 0 {
+		t.Errorf("no device: %+v, want nothing", got)
+	}
+}
