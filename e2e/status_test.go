@@ -49,12 +49,23 @@ type statusENI struct {
 
 // status runs `ec2-net-utils status --json` inside the instance and returns its document and
 // exit status.
+//
+// Right after a pass that switched a link to the agent's configuration (the first apply, or the
+// daemon's first reload), the manager reconfigures that link and IMDS can be unreachable for a
+// moment (connect: network is unreachable); status then prints no document and exits 1. It is
+// asked again until it answers, for a few seconds: what a person would do.
 func (e *env) status() (statusDoc, int) {
 	e.t.Helper()
-	doc, code, err := e.tryStatus()
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	var doc statusDoc
+	var code int
+	e.waitFor("status prints its document", func() (bool, error) {
+		var err error
+		doc, code, err = e.tryStatus()
+		if err != nil {
+			e.t.Logf("%v", err)
+		}
+		return err == nil, nil
+	})
 	return doc, code
 }
 
