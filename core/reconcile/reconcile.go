@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -53,6 +55,9 @@ type Reconciler struct {
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
 	applied *appliedState
+	// routers are the RA routers of planned links by index, as router events reported them; a
+	// settled pass is skipped only when they are those it was applied with.
+	routers map[int]netip.Addr
 	// staleRules are rules of detached ENIs still to delete; kept until a delete succeeds.
 	staleRules []core.Rule
 	// notes keeps the pending list, the backend's outcomes and the plan warnings quiet: logged
@@ -139,7 +144,7 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	r.unlisted = r.unlistedLinks(links)
 	cleanupErr := r.removeDetached(plan, links)
 
-	if !pass.Full && r.applied.same(plan, links) {
+	if !pass.Full && r.applied.same(plan, links, r.routers) {
 		res.Plan, res.Report = r.applied.kept, r.applied.report
 		r.lastPlan = &r.applied.kept
 		r.noteOnce(res.Plan, res.Report)
@@ -198,7 +203,7 @@ func (r *Reconciler) apply(ctx context.Context, pass Pass, plan core.Plan, links
 	// state outside the plan (an RA), so the next pass must try again even if nothing changed.
 	r.applied = nil
 	if err == nil && report.Settled(plan) {
-		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report}
+		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report, routers: maps.Clone(r.routers)}
 	}
 	if report.Changed() {
 		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
@@ -307,12 +312,31 @@ func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string 
 type appliedState struct {
 	plan   core.Plan
 	links  []core.Link
-	kept   core.Plan
-	report core.Report
+	kept    core.Plan
+	report  core.Report
+	routers map[int]netip.Addr
 }
 
-func (a *appliedState) same(plan core.Plan, links []core.Link) bool {
-	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan)
+func (a *appliedState) same(plan core.Plan, links []core.Link, routers map[int]netip.Addr) bool {
+	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan) && maps.Equal(a.routers, routers)
+}
+
+// NoteRouter records the RA router of a link (zero: it has none any more) and reports whether a
+// pass must apply for it: the link is planned, and the last pass did not settle (an interface
+// may wait for this router) or settled with another router on the link.
+func (r *Reconciler) NoteRouter(link core.Link, router netip.Addr) bool {
+	if !r.Planned(link.MAC) {
+		return false
+	}
+	if r.routers == nil {
+		r.routers = map[int]netip.Addr{}
+	}
+	if router.IsValid() {
+		r.routers[link.Index] = router
+	} else {
+		delete(r.routers, link.Index)
+	}
+	return r.applied == nil || !maps.Equal(r.applied.routers, r.routers)
 }
 
 // RestoreRules re-adds source rules of the current plan that someone deleted. The backend's
