@@ -310,8 +310,8 @@ func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string 
 // appliedState is a pass the backend settled: the planner's plan and the links it was applied
 // for, and what the pass kept of the plan (left-alone interfaces moved out) and the report.
 type appliedState struct {
-	plan   core.Plan
-	links  []core.Link
+	plan    core.Plan
+	links   []core.Link
 	kept    core.Plan
 	report  core.Report
 	routers map[int]netip.Addr
