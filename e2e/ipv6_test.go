@@ -200,7 +200,9 @@ func TestIPv6DetachLeavesNothing(t *testing.T) {
 		e.waitRule(ens6Rule6DHCP, true)
 		e.waitRule(ens6Rule6Prefix, true)
 		// Steady state first: what the start pass's reload did to the primary's IPv6 is scenario
-		// 3's to count, not the detach's.
+		// 3's to count, not the detach's. networkd reconfigures after the reload returns: give it
+		// time to start dropping before waiting for the addresses and routes to be back.
+		time.Sleep(2 * time.Second)
 		e.eventually("ens5's RA default route in main", func() bool { return e.raRouter("ens5") != nil })
 		e.eventually("ens5's DHCPv6 address", func() bool { return e.hasAddress6("ens5", "fd00:99::10") })
 		drops := e.watchIPv6Drops()
