@@ -142,6 +142,9 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	}
 	plan := core.NewPlan(*r.last, links, opts)
 	r.unlisted = r.unlistedLinks(links)
+	maps.DeleteFunc(r.routers, func(index int, _ netip.Addr) bool { // routers of detached links
+		return !slices.ContainsFunc(links, func(l core.Link) bool { return l.Index == index })
+	})
 	cleanupErr := r.removeDetached(plan, links)
 
 	if !pass.Full && r.applied.same(plan, links, r.routers) {
