@@ -321,25 +321,41 @@ type appliedState struct {
 }
 
 func (a *appliedState) same(plan core.Plan, links []core.Link, routers map[int]netip.Addr) bool {
-	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan) && maps.Equal(a.routers, routers)
+	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan) && a.hasRouters(routers)
+}
+
+// hasRouters reports whether the pass was applied with each of these routers on its link (a
+// router gone since is no reason to apply again; see NoteRouter).
+func (a *appliedState) hasRouters(routers map[int]netip.Addr) bool {
+	if a == nil {
+		return false
+	}
+	for index, router := range routers {
+		if a.routers[index] != router {
+			return false
+		}
+	}
+	return true
 }
 
 // NoteRouter records the RA router of a link (zero: it has none any more) and reports whether a
-// pass must apply for it: the link is planned, and the last pass did not settle (an interface
-// may wait for this router) or settled with another router on the link.
+// pass must apply for it: the link is planned, it has a router, and the last pass did not settle
+// (an interface may wait for this router) or settled with another router on the link. A router
+// that went away asks for nothing: no backend can route through a router it does not know, and
+// a manager restarting IPv6 on each apply would otherwise be applied to again at every restart.
 func (r *Reconciler) NoteRouter(link core.Link, router netip.Addr) bool {
 	if !r.Planned(link.MAC) {
+		return false
+	}
+	if !router.IsValid() {
+		delete(r.routers, link.Index)
 		return false
 	}
 	if r.routers == nil {
 		r.routers = map[int]netip.Addr{}
 	}
-	if router.IsValid() {
-		r.routers[link.Index] = router
-	} else {
-		delete(r.routers, link.Index)
-	}
-	return r.applied == nil || !maps.Equal(r.applied.routers, r.routers)
+	r.routers[link.Index] = router
+	return !r.applied.hasRouters(map[int]netip.Addr{link.Index: router})
 }
 
 // RestoreRules re-adds source rules of the current plan that someone deleted. The backend's
