@@ -199,11 +199,18 @@ func checkPossible(t *testing.T, ifc core.InterfacePlan, e core.ENI) {
 		}
 	}
 	for _, a := range ifc.Addresses {
+		if a.Addr().Is6() {
+			// Only further ipv6s are assigned: the first is the DHCPv6 address.
+			if a.Bits() != 128 || !slices.Contains(e.IPv6s[min(1, len(e.IPv6s)):], a.Addr()) || a.Addr() == e.IPv6s[0] {
+				t.Errorf("%s: address %s is not a further ipv6s entry of %v", ifc.Name, a, e.IPv6s)
+			}
+			continue
+		}
 		if !within(a, ifc.SubnetIPv4) && !slices.ContainsFunc(e.IPv4Prefixes, func(p netip.Prefix) bool { return within(a, p) }) {
 			t.Errorf("%s: address %s neither in subnet %s nor in a delegated prefix", ifc.Name, a, ifc.SubnetIPv4)
 		}
 	}
-	if max := len(e.LocalIPv4s) + 256*len(e.IPv4Prefixes); len(ifc.Addresses) > max {
+	if max := len(e.LocalIPv4s) + len(e.IPv6s) + 256*len(e.IPv4Prefixes); len(ifc.Addresses) > max {
 		t.Errorf("%s: %d addresses from %d local addresses and %d prefixes", ifc.Name, len(ifc.Addresses), len(e.LocalIPv4s), len(e.IPv4Prefixes))
 	}
 	for _, r := range ifc.Routes {

@@ -216,6 +216,23 @@ func planInterface(eni ENI, l Link, primary bool, opts PlanOptions) (InterfacePl
 			Route{Table: table, Destination: netip.MustParsePrefix("0.0.0.0/0"), Gateway: router},
 			Route{Table: table, Destination: eni.SubnetIPv4.Masked()})
 	}
+	if p.IPv6 && !opts.NoSecondaryAddresses {
+		// EC2's DHCPv6 hands out the first ipv6s entry only; the others would be routed by their
+		// rules but answer nothing. amazon-ec2-net-utils leaves them unassigned; we assign them as
+		// /128s, as IPv4 secondaries are /32s.
+		seen := map[netip.Addr]bool{}
+		var addrs []netip.Addr
+		for _, a := range eni.IPv6s[min(1, len(eni.IPv6s)):] {
+			if !seen[a] && a != eni.IPv6s[0] {
+				seen[a] = true
+				addrs = append(addrs, a)
+			}
+		}
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		for _, a := range addrs {
+			p.Addresses = append(p.Addresses, netip.PrefixFrom(a, 128))
+		}
+	}
 	if p.IPv6 {
 		p.Routes = append(p.Routes, Route{Table: table, Destination: netip.MustParsePrefix("::/0"), GatewayFromRA: true})
 		for _, s := range eni.SubnetIPv6 {

@@ -144,6 +144,20 @@ func TestPlanScenarios(t *testing.T) {
 			}
 		}
 	})
+	t.Run("further ipv6s are /128 addresses, the first is DHCPv6's", func(t *testing.T) {
+		ens6 := findIface(t, planScenario(t, "../testdata/scenarios/dual-stack.json"), "ens6")
+		want := prefixes("10.0.1.51/32", "10.0.1.52/32", "2600:1f14:abc:de01::51/128")
+		if diff := cmp.Diff(want, ens6.Addresses, cmpPrefix); diff != "" {
+			t.Errorf("addresses (-want +got):\n%s", diff)
+		}
+		sc, inst := loadScenario(t, "../testdata/scenarios/dual-stack.json")
+		opts := core.DefaultPlanOptions()
+		opts.NoSecondaryAddresses = true
+		ens6 = findIface(t, core.NewPlan(inst, sc.CoreLinks(), opts), "ens6")
+		if len(ens6.Addresses) != 0 {
+			t.Errorf("secondary_addresses = false: addresses %v assigned", ens6.Addresses)
+		}
+	})
 	t.Run("uncompressed IPv6 prefix is planned in canonical form", func(t *testing.T) {
 		ens6 := findIface(t, planScenario(t, "../testdata/scenarios/delegated-prefixes.json"), "ens6")
 		want := prefixes("10.0.1.10/32", "10.0.1.64/28", "10.0.1.128/28", "2600:1f14:abc:de01::10/128",

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -114,6 +115,9 @@ type envOptions struct {
 	imds lab.IMDSEndpoints
 	// autoEndpoint leaves imds.endpoint out of the agent's configuration: it must find IMDS.
 	autoEndpoint bool
+	// refreshInterval is the agent's refresh_interval (default 1s): longer, a test shows that an
+	// event, not a refresh, did the work.
+	refreshInterval string
 }
 
 const waitLong = 15 * time.Second
@@ -159,7 +163,7 @@ func newEnv(t *testing.T, bc backendCase, o envOptions) *env {
 	bc.setup(t, l)
 	e.reloads, err = l.CountReloads(bc.name)
 	must(t, err)
-	e.config = lab.AgentConfig(bc.name, "1s", o.interfaces)
+	e.config = lab.AgentConfig(bc.name, cmp.Or(o.refreshInterval, "1s"), o.interfaces)
 	if o.autoEndpoint {
 		e.config = withoutEndpoint(t, e.config)
 	}
@@ -436,6 +440,9 @@ func foreign() []*netlink.Rule {
 		newRule(10001, "10.99.1.77/32", "", 10001, "lo"),          // in our band, a shape we never write (iif)
 		newRule(10005, "", "", unix.RT_TABLE_MAIN, ""),            // in our band, table != priority
 		newRule(1400, "2001:db8::/64", "", 300, ""),               // IPv6
+		// Issue #12 scenario 7: foreign IPv6 rules survive every scenario that adds them.
+		newRule(1536, "fd00:99:0:1:2::/80", "", 10001, ""),     // VPC CNI (IPv6): from <pod range> lookup <eni table>
+		newRule(10001, "fd00:99:0:1::77/128", "", 10001, "lo"), // in our band, a shape we never write (iif)
 	}
 }
 

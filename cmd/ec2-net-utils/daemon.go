@@ -95,6 +95,8 @@ func triggers(done <-chan struct{}, events <-chan netlinkx.Event, log hclog.Logg
 				t = reconcile.Trigger{Kind: reconcile.LinkRemoved, Link: ev.Link}
 			case netlinkx.RuleRemoved:
 				t = reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}
+			case netlinkx.RouterChanged:
+				t = reconcile.Trigger{Kind: reconcile.RouterChanged, Link: ev.Link, Router: ev.Router}
 			case netlinkx.Resync:
 				if ev.Err != nil {
 					log.Warn("netlink events may have been lost; re-reading everything", "error", ev.Err)

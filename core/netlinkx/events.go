@@ -32,6 +32,10 @@ const (
 	RuleRemoved
 	// AddressChanged: a global-scope address was added to or removed from a link.
 	AddressChanged
+	// RouterChanged: the IPv6 default route learned from router advertisements (main table,
+	// proto ra) appeared on a link, changed router or went away. A manager re-adding the same
+	// route at every RA is no change.
+	RouterChanged
 	// Resync: events may have been lost (the socket overflowed, ENOBUFS). The receiver must
 	// re-read the whole state instead of trusting the events it saw. Anything that changes
 	// after the Resync is sent is reported again, by an event or by another Resync.
@@ -50,6 +54,8 @@ func (k EventKind) String() string {
 		return "rule-removed"
 	case AddressChanged:
 		return "address-changed"
+	case RouterChanged:
+		return "router-changed"
 	case Resync:
 		return "resync"
 	}
@@ -69,6 +75,8 @@ type Event struct {
 	Rule core.Rule
 	// Address is the address of an AddressChanged, with its prefix length.
 	Address netip.Prefix
+	// Router is the RA router of a RouterChanged; zero when the link has none any more.
+	Router netip.Addr
 	// Err is why a Resync was needed.
 	Err error
 }
@@ -86,8 +94,9 @@ const socketBuffer = 4 << 20
 //
 // It delivers LinkAdded for an index it has not seen (created or moved in), LinkRenamed when a
 // known index changes name, LinkRemoved on RTM_DELLINK, RuleRemoved on RTM_DELRULE (IPv4 and
-// IPv6), AddressChanged on global-scope RTM_NEWADDR/RTM_DELADDR, and Resync whenever the kernel
-// says it dropped messages. Links present when Subscribe returns are known and not announced:
+// IPv6), AddressChanged on global-scope RTM_NEWADDR/RTM_DELADDR, RouterChanged when a link's RA
+// default route in the main table changes (see routerEvent), and Resync whenever the kernel says
+// it dropped messages. Links present when Subscribe returns are known and not announced:
 // read the full state after Subscribe, not before, so that nothing falls between the two.
 //
 // One NETLINK_ROUTE socket, opened inside ns, carries all the groups, so events arrive in the
@@ -137,6 +146,9 @@ type watcher struct {
 	h      *Handle
 	out    chan Event
 	links  map[int]core.Link // by index
+	// routers is the RA router of each link's default route in the main table, by link index:
+	// RouterChanged is sent only when it changes.
+	routers map[int]netip.Addr
 }
 
 // open subscribes a NETLINK_ROUTE socket in the watched netns to links, IPv4 and IPv6 rules and
@@ -148,7 +160,8 @@ func (w *watcher) open() (*nl.NetlinkSocket, error) {
 		sock, err = nl.Subscribe(unix.NETLINK_ROUTE,
 			unix.RTNLGRP_LINK,
 			unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE,
-			unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR)
+			unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR,
+			unix.RTNLGRP_IPV6_ROUTE)
 		return err
 	})
 	if err != nil {
@@ -173,6 +186,11 @@ func (w *watcher) loadLinks() error {
 	for _, l := range links {
 		w.links[l.Index] = l
 	}
+	routers, err := w.h.raRouters()
+	if err != nil {
+		return err
+	}
+	w.routers = routers
 	return nil
 }
 
@@ -319,6 +337,8 @@ func (w *watcher) handle(m syscall.NetlinkMessage) []Event {
 		if r, ok := parseRule(m.Data); ok {
 			return []Event{{Kind: RuleRemoved, Rule: r}}
 		}
+	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+		return w.routerEvent(m)
 	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
 		if index, p, ok := parseAddr(m.Data); ok {
 			l, known := w.links[index]
@@ -346,6 +366,7 @@ func (w *watcher) linkEvent(m syscall.NetlinkMessage) []Event {
 	old, known := w.links[a.Index]
 	if m.Header.Type == unix.RTM_DELLINK {
 		delete(w.links, a.Index)
+		delete(w.routers, a.Index)
 		if !known {
 			old = toCoreLink(nlLink)
 		}
@@ -363,6 +384,31 @@ func (w *watcher) linkEvent(m syscall.NetlinkMessage) []Event {
 		return []Event{{Kind: LinkRenamed, Link: cur, OldName: old.Name}}
 	}
 	return nil
+}
+
+// routerEvent turns a change of an RA default route in the main table into a RouterChanged,
+// when the link's router differs from the one seen last: networkd and NetworkManager re-add the
+// route at every RA, which must not wake the receiver.
+func (w *watcher) routerEvent(m syscall.NetlinkMessage) []Event {
+	index, router, ok := parseRARoute(m.Data)
+	if !ok {
+		return nil
+	}
+	old, had := w.routers[index]
+	switch {
+	case m.Header.Type == unix.RTM_NEWROUTE && (!had || old != router):
+		w.routers[index] = router
+	case m.Header.Type == unix.RTM_DELROUTE && had && old == router:
+		delete(w.routers, index)
+		router = netip.Addr{}
+	default:
+		return nil
+	}
+	l, known := w.links[index]
+	if !known {
+		l = core.Link{Index: index}
+	}
+	return []Event{{Kind: RouterChanged, Link: l, Router: router}}
 }
 
 // describe looks up the driver of a new link; without it the planner could not tell an ENI.
@@ -453,4 +499,42 @@ func parseAddr(b []byte) (index int, p netip.Prefix, ok bool) {
 	}
 	p = netip.PrefixFrom(address, bits)
 	return index, p, p.IsValid()
+}
+
+// parseRARoute decodes an RTM_NEWROUTE/RTM_DELROUTE body (struct rtmsg + RTA_* attributes) and
+// reports the link and router of an IPv6 default route learned from router advertisements in the
+// main table ("default via fe80::1 dev ens6 proto ra"); ok is false for any other route.
+func parseRARoute(b []byte) (index int, router netip.Addr, ok bool) {
+	if len(b) < unix.SizeofRtMsg {
+		return 0, netip.Addr{}, false
+	}
+	hdr := nl.DeserializeRtMsg(b)
+	if hdr.Family != unix.AF_INET6 || hdr.Dst_len != 0 || hdr.Protocol != unix.RTPROT_RA || hdr.Type != unix.RTN_UNICAST {
+		return 0, netip.Addr{}, false
+	}
+	attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtMsg:])
+	if err != nil {
+		return 0, netip.Addr{}, false
+	}
+	table := uint32(hdr.Table)
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case unix.RTA_TABLE:
+			if len(a.Value) >= 4 {
+				table = binary.NativeEndian.Uint32(a.Value)
+			}
+		case unix.RTA_OIF:
+			if len(a.Value) >= 4 {
+				index = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		case unix.RTA_GATEWAY:
+			if gw, ok := netip.AddrFromSlice(a.Value); ok {
+				router = gw
+			}
+		}
+	}
+	if table != unix.RT_TABLE_MAIN || index == 0 || !router.IsLinkLocalUnicast() {
+		return 0, netip.Addr{}, false
+	}
+	return index, router, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -244,4 +245,54 @@ func TestParseAddrPrefersTheLocalAddress(t *testing.T) {
 	if _, _, ok := parseAddr(b); ok {
 		t.Error("link-scope address reported")
 	}
+}
+
+// A router advertisement that arrives late, a router that changes and one that goes away each
+// reach the agent once; a manager re-adding the same route at every RA, routes in other tables
+// and default routes of other protocols do not.
+func TestSubscribeReportsRAGatewayChanges(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	n.veth(t, "eni0", "vpc0", "02:00:00:00:01:01")
+	n.up(t, "eni0", "vpc0")
+	l, err := n.nl.LinkByName("eni0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := l.Attrs().Index
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := Subscribe(ctx, n.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := func(gw string, table int, proto netlink.RouteProtocol) *netlink.Route {
+		return &netlink.Route{LinkIndex: index, Dst: mustIPNet("::/0"), Gw: net.ParseIP(gw), Table: table, Protocol: proto}
+	}
+	step := func(what string, do func(*netlink.Route) error, r *netlink.Route, want netip.Addr) {
+		t.Helper()
+		if err := do(r); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !want.IsValid() {
+			return
+		}
+		ev := nextNonAddressEvent(t, events)
+		if ev.Kind != RouterChanged || ev.Link.Index != index || ev.Link.Name != "eni0" || ev.Router != want {
+			t.Fatalf("%s: got %v %+v router %v, want router-changed on eni0 with router %v", what, ev.Kind, ev.Link, ev.Router, want)
+		}
+	}
+	none := netip.Addr{}
+	step("static default in main", n.nl.RouteReplace, route("fe80::9", unix.RT_TABLE_MAIN, unix.RTPROT_STATIC), none)
+	step("RA default in an ENI table", n.nl.RouteReplace, route("fe80::9", 10001, unix.RTPROT_RA), none)
+	step("late RA", n.nl.RouteReplace, route("fe80::1", unix.RT_TABLE_MAIN, unix.RTPROT_RA), netip.MustParseAddr("fe80::1"))
+	step("same RA again", n.nl.RouteReplace, route("fe80::1", unix.RT_TABLE_MAIN, unix.RTPROT_RA), none)
+	if err := n.nl.RouteDel(route("fe80::1", unix.RT_TABLE_MAIN, unix.RTPROT_RA)); err != nil {
+		t.Fatal(err)
+	}
+	ev := nextNonAddressEvent(t, events)
+	if ev.Kind != RouterChanged || ev.Router.IsValid() {
+		t.Fatalf("after the route went: got %v router %v, want router-changed without a router", ev.Kind, ev.Router)
+	}
+	step("new router", n.nl.RouteReplace, route("fe80::2", unix.RT_TABLE_MAIN, unix.RTPROT_RA), netip.MustParseAddr("fe80::2"))
 }

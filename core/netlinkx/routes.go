@@ -179,12 +179,37 @@ func (h *Handle) raRouter(l netlink.Link) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	for _, r := range routes {
-		cr := fromNetlinkRoute(r)
-		if r.Protocol == unix.RTPROT_RA && cr.Destination.Bits() == 0 && cr.Gateway.IsLinkLocalUnicast() {
-			return cr.Gateway, nil
+		if gw, ok := raDefault(r); ok {
+			return gw, nil
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNoRARouter)
+}
+
+// raRouters maps the index of every link with an RA default route in the main table to its router.
+func (h *Handle) raRouters() (map[int]netip.Addr, error) {
+	routes, err := retryDump("list IPv6 routes of the main table", func() ([]netlink.Route, error) {
+		return h.nl.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]netip.Addr{}
+	for _, r := range routes {
+		if gw, ok := raDefault(r); ok {
+			out[r.LinkIndex] = gw
+		}
+	}
+	return out, nil
+}
+
+// raDefault returns the router of a default route learned from router advertisements.
+func raDefault(r netlink.Route) (netip.Addr, bool) {
+	cr := fromNetlinkRoute(r)
+	if r.Protocol == unix.RTPROT_RA && cr.Destination.Bits() == 0 && cr.Gateway.IsLinkLocalUnicast() {
+		return cr.Gateway, true
+	}
+	return netip.Addr{}, false
 }
 
 func fromNetlinkRoute(r netlink.Route) core.Route {

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,13 +26,17 @@ const (
 	RuleRemoved
 	// Resync: events may have been lost (netlink socket overflow); re-read everything.
 	Resync
+	// RouterChanged: a link's IPv6 RA router appeared, changed or went away (Router zero). The
+	// ENI table's default route goes through it, so a backend waiting for it must apply now.
+	RouterChanged
 )
 
 // Trigger is one event for the loop.
 type Trigger struct {
-	Kind TriggerKind
-	Link core.Link
-	Rule core.Rule
+	Kind   TriggerKind
+	Link   core.Link
+	Rule   core.Rule
+	Router netip.Addr
 }
 
 // LoopOptions tune the daemon loop. Zero values take the defaults in their comments.
@@ -198,6 +203,17 @@ func (l *loop) onTrigger(t Trigger) {
 		l.onRuleRemoved(t.Rule)
 	case Resync:
 		l.schedule(Pass{Reason: "resync", Fetch: true, Full: true})
+	case RouterChanged:
+		l.onRouterChanged(t.Link, t.Router)
+	}
+}
+
+// onRouterChanged applies without reading IMDS when the router matters: the link is planned and
+// its router differs from the one of the last settled apply, or that apply did not settle (an
+// interface waits for this RA). A manager re-announcing the same router costs nothing.
+func (l *loop) onRouterChanged(link core.Link, router netip.Addr) {
+	if l.r.NoteRouter(link, router) {
+		l.schedule(Pass{Reason: "IPv6 router changed on " + link.Name})
 	}
 }
 

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -299,5 +300,56 @@ func TestADeferredInterfaceIsCompletedAtTheNextRefresh(t *testing.T) {
 	h.advance(10 * time.Second)
 	if len(backend.plans) != 2 {
 		t.Errorf("backend applied %d times, want 2 (start, deferred; first refresh completes it; second skipped)", len(backend.plans))
+	}
+}
+
+// A late RA (or a new router) gets the interface waiting for it applied within the settle time,
+// not at the next refresh; a router event that changes nothing for a settled pass, or that is on
+// a link the agent does not plan, costs no backend apply.
+func TestARouterChangeAppliesWithinTheSettleTime(t *testing.T) {
+	backend := &fakeBackend{outcomes: map[string]core.InterfaceReport{"ens6": {Outcome: core.Deferred, Reason: "RA"}}}
+	r := New(&fakeIMDS{answers: []answer{{inst: twoENIs()}}}, &fakeKernel{links: twoLinks()}, backend, core.DefaultPlanOptions(), nil)
+	h := newHarness(t, r, LoopOptions{RefreshInterval: time.Hour, Settle: 20 * time.Millisecond})
+	ens6 := twoLinks()[1]
+	router := netip.MustParseAddr("fe80::1")
+	applies := func() int { return len(backend.plans) }
+	if applies() != 1 {
+		t.Fatalf("%d applies at start, want 1", applies())
+	}
+
+	h.send(Trigger{Kind: RouterChanged, Link: core.Link{Name: "veth0", Index: 9, MAC: "02:99:00:00:00:09"}, Router: router})
+	h.advance(time.Second)
+	if applies() != 1 || len(h.passes) != 1 {
+		t.Fatalf("a router on a link that is no ENI ran %d passes, %d applies", len(h.passes)-1, applies()-1)
+	}
+
+	// The RA arrives: ens6, deferred at start, is applied once the settle time has passed.
+	delete(backend.outcomes, "ens6")
+	h.send(Trigger{Kind: RouterChanged, Link: ens6, Router: router})
+	h.advance(20 * time.Millisecond)
+	if applies() != 2 {
+		t.Fatalf("%d applies 20ms after the RA, want 2", applies())
+	}
+	if p := h.passes[len(h.passes)-1]; p.Fetch || p.Full {
+		t.Errorf("router pass %+v reads IMDS or applies regardless; it needs neither", p)
+	}
+
+	// Settled with that router: the same router again is nothing, a new one is applied.
+	h.send(Trigger{Kind: RouterChanged, Link: ens6, Router: router})
+	h.advance(time.Second)
+	if applies() != 2 {
+		t.Errorf("the same router again caused an apply")
+	}
+	h.send(Trigger{Kind: RouterChanged, Link: ens6, Router: netip.MustParseAddr("fe80::2")})
+	h.advance(20 * time.Millisecond)
+	if applies() != 3 {
+		t.Errorf("%d applies after the router changed, want 3", applies())
+	}
+	// The router goes away and comes back: nothing to do either time (the route through it stays).
+	h.send(Trigger{Kind: RouterChanged, Link: ens6})
+	h.send(Trigger{Kind: RouterChanged, Link: ens6, Router: netip.MustParseAddr("fe80::2")})
+	h.advance(time.Second)
+	if applies() != 3 {
+		t.Errorf("%d applies after the router went and came back, want 3", applies())
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -62,6 +64,9 @@ type Reconciler struct {
 	// same for the same links skips the backend: an idle host costs one IMDS read per refresh
 	// and nothing else. Full passes apply regardless, so a deleted file still comes back.
 	applied *appliedState
+	// routers are the RA routers of planned links by index, as router events reported them; a
+	// settled pass is skipped only when they are those it was applied with.
+	routers map[int]netip.Addr
 	// staleRules are rules of detached ENIs still to delete; kept until a delete succeeds.
 	staleRules []core.Rule
 	// notes keeps the pending list, the backend's outcomes and the plan warnings quiet: logged
@@ -151,9 +156,12 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	plan := core.NewPlan(*r.last, links, opts)
 	r.unlisted = r.unlistedLinks(links)
 	r.looking = r.lookingFor(plan)
+	maps.DeleteFunc(r.routers, func(index int, _ netip.Addr) bool { // routers of detached links
+		return !slices.ContainsFunc(links, func(l core.Link) bool { return l.Index == index })
+	})
 	cleanupErr := r.removeDetached(plan, links)
 
-	if !pass.Full && r.applied.same(plan, links) {
+	if !pass.Full && r.applied.same(plan, links, r.routers) {
 		res.Plan, res.Report = r.applied.kept, r.applied.report
 		r.lastPlan = &r.applied.kept
 		r.noteOnce(res.Plan, res.Report)
@@ -228,7 +236,7 @@ func (r *Reconciler) apply(ctx context.Context, pass Pass, plan core.Plan, links
 	// state outside the plan (an RA), so the next pass must try again even if nothing changed.
 	r.applied = nil
 	if err == nil && report.Settled(plan) {
-		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report}
+		r.applied = &appliedState{plan: plan, links: slices.Clone(links), kept: kept, report: report, routers: maps.Clone(r.routers)}
 	}
 	if report.Changed() {
 		r.log.Info("configuration changed", "reason", pass.Reason, "backend", r.backend.Name(),
@@ -358,14 +366,49 @@ func (r *Reconciler) ensureAltnames(plan core.Plan, links []core.Link) []string 
 // appliedState is a pass the backend settled: the planner's plan and the links it was applied
 // for, and what the pass kept of the plan (left-alone interfaces moved out) and the report.
 type appliedState struct {
-	plan   core.Plan
-	links  []core.Link
-	kept   core.Plan
-	report core.Report
+	plan    core.Plan
+	links   []core.Link
+	kept    core.Plan
+	report  core.Report
+	routers map[int]netip.Addr
 }
 
-func (a *appliedState) same(plan core.Plan, links []core.Link) bool {
-	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan)
+func (a *appliedState) same(plan core.Plan, links []core.Link, routers map[int]netip.Addr) bool {
+	return a != nil && slices.Equal(a.links, links) && reflect.DeepEqual(a.plan, plan) && a.hasRouters(routers)
+}
+
+// hasRouters reports whether the pass was applied with each of these routers on its link (a
+// router gone since is no reason to apply again; see NoteRouter).
+func (a *appliedState) hasRouters(routers map[int]netip.Addr) bool {
+	if a == nil {
+		return false
+	}
+	for index, router := range routers {
+		if a.routers[index] != router {
+			return false
+		}
+	}
+	return true
+}
+
+// NoteRouter records the RA router of a link (zero: it has none any more) and reports whether a
+// pass must apply for it: the link is planned, it has a router, and the last pass did not settle
+// (an interface may wait for this router) or settled with another router on the link. A router
+// that went away asks for nothing: no backend can route through a router it does not know, and
+// a manager restarting IPv6 on each apply would otherwise be applied to again at every restart.
+func (r *Reconciler) NoteRouter(link core.Link, router netip.Addr) bool {
+	if !r.Planned(link.MAC) {
+		return false
+	}
+	if !router.IsValid() {
+		delete(r.routers, link.Index)
+		return false
+	}
+	if r.routers == nil {
+		r.routers = map[int]netip.Addr{}
+	}
+	r.routers[link.Index] = router
+	return !r.applied.hasRouters(map[int]netip.Addr{link.Index: router})
 }
 
 // RestoreRules re-adds source rules of the current plan that someone deleted. The backend's

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/netnsx"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/scenario"
 )
 
@@ -295,5 +296,44 @@ func (l *Lab) waitLinkLocal(name string) error {
 			}
 		}
 		return false, nil
+	})
+}
+
+// BlockRA stops (block) or lets through again the router advertisements the VPC router sends
+// on slot's subnet, so a test can make an RA arrive late. DHCPv6 is not blocked, but managers
+// that wait for the RA's Managed flag do not ask for it before.
+func (l *Lab) BlockRA(slot int, block bool) error {
+	table := fmt.Sprintf("%s_ra%d", nftTable, slot)
+	if !block {
+		return run(context.Background(), "ip", "netns", "exec", l.vpcNS, "nft", "delete", "table", "ip6", table)
+	}
+	rule := fmt.Sprintf("table ip6 %s { chain out { type filter hook output priority 0; oifname \"vpc%d\" icmpv6 type nd-router-advert drop; }; }", table, slot)
+	return run(context.Background(), "ip", "netns", "exec", l.vpcNS, "nft", rule)
+}
+
+// SolicitRouter sends a router solicitation from the instance's link, as a host does when its
+// link comes up: the VPC router answers with an RA at once instead of at its next periodic one.
+func (l *Lab) SolicitRouter(link string) error {
+	return netnsx.Do(l.inst, func() error {
+		ifc, err := net.InterfaceByName(link)
+		if err != nil {
+			return fmt.Errorf("lab: router solicitation on %s: %w", link, err)
+		}
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+		if err != nil {
+			return fmt.Errorf("lab: router solicitation on %s: %w", link, err)
+		}
+		defer unix.Close(fd)
+		// Neighbour discovery packets must carry hop limit 255 (RFC 4861 6.1.1); the kernel fills
+		// in the ICMPv6 checksum of raw ICMPv6 sockets.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255); err != nil {
+			return fmt.Errorf("lab: router solicitation on %s: %w", link, err)
+		}
+		rs := []byte{133, 0, 0, 0, 0, 0, 0, 0}
+		to := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 0x02}, ZoneId: uint32(ifc.Index)}
+		if err := unix.Sendto(fd, rs, 0, to); err != nil {
+			return fmt.Errorf("lab: router solicitation on %s: %w", link, err)
+		}
+		return nil
 	})
 }
