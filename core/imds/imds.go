@@ -534,8 +534,7 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 		return err
 	}
 
-	type job struct{ dir, key string }
-	var jobs []job
+	var jobs []keyJob
 	for _, dir := range dirs {
 		keys, ok := listed[dir]
 		if !ok {
@@ -552,23 +551,10 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 				r.raw.ENIs[dir][key] = v
 				continue
 			}
-			jobs = append(jobs, job{dir, key})
+			jobs = append(jobs, keyJob{dir, key})
 		}
 	}
-	return forEach(ctx, concurrency, jobs, func(ctx context.Context, j job) error {
-		body, found, err := c.get(ctx, macPath(j.dir, j.key))
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if found {
-			r.raw.ENIs[j.dir][j.key] = body
-		} else {
-			r.unsettled[j.dir] = append(r.unsettled[j.dir], j.key)
-		}
-		return nil
-	})
+	return c.fetchKeys(ctx, r, concurrency, jobs)
 }
 
 // pollENIs re-reads ENIs that are waited for: each one's listing, then only the listed keys it
@@ -578,8 +564,7 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 func (c *Client) pollENIs(ctx context.Context, r *reading, dirs []string) error {
 	doubt := numberingInDoubt(r.raw)
 	var mu sync.Mutex
-	type job struct{ dir, key string }
-	var jobs []job
+	var jobs []keyJob
 	err := forEach(ctx, c.opts.Concurrency, dirs, func(ctx context.Context, dir string) error {
 		body, found, err := c.get(ctx, macPath(dir, ""))
 		if err != nil {
@@ -605,7 +590,7 @@ func (c *Client) pollENIs(ctx context.Context, r *reading, dirs []string) error 
 				keys[key] = v
 				continue
 			}
-			jobs = append(jobs, job{dir, key})
+			jobs = append(jobs, keyJob{dir, key})
 		}
 		r.raw.ENIs[dir] = keys
 		delete(r.unsettled, dir)
@@ -614,7 +599,17 @@ func (c *Client) pollENIs(ctx context.Context, r *reading, dirs []string) error 
 	if err != nil {
 		return err
 	}
-	return forEach(ctx, c.opts.Concurrency, jobs, func(ctx context.Context, j job) error {
+	return c.fetchKeys(ctx, r, c.opts.Concurrency, jobs)
+}
+
+// keyJob is one key of one MAC directory to fetch.
+type keyJob struct{ dir, key string }
+
+// fetchKeys fetches the jobs' keys into r: a value where IMDS has one, the key marked unsettled
+// where it answers 404.
+func (c *Client) fetchKeys(ctx context.Context, r *reading, concurrency int, jobs []keyJob) error {
+	var mu sync.Mutex
+	return forEach(ctx, concurrency, jobs, func(ctx context.Context, j keyJob) error {
 		body, found, err := c.get(ctx, macPath(j.dir, j.key))
 		if err != nil {
 			return err

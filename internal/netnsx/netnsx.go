@@ -52,21 +52,9 @@ func Do(ns netns.NsHandle, fn func() error) error {
 // NewNamed creates a named network namespace (/run/netns/<name>) and returns a handle to it,
 // without leaving any thread of the process inside it.
 func NewNamed(name string) (netns.NsHandle, error) {
-	ns := netns.None()
-	// An open handle of the current namespace makes Do switch threads, which is what NewNamed
-	// needs: netns.NewNamed moves the calling thread into the new namespace.
-	cur, err := netns.Get()
+	ns, err := create(func() (netns.NsHandle, error) { return netns.NewNamed(name) })
 	if err != nil {
-		return ns, fmt.Errorf("get current netns: %w", err)
-	}
-	defer cur.Close()
-	err = Do(cur, func() error {
-		var err error
-		ns, err = netns.NewNamed(name)
-		return err
-	})
-	if err != nil {
-		return netns.None(), fmt.Errorf("create netns %s: %w", name, err)
+		return ns, fmt.Errorf("create netns %s: %w", name, err)
 	}
 	return ns, nil
 }
@@ -75,19 +63,29 @@ func NewNamed(name string) (netns.NsHandle, error) {
 // any thread of the process inside it. The namespace lives until the handle is closed and no
 // process or link holds it: nothing is left behind, even if the process dies.
 func New() (netns.NsHandle, error) {
-	ns := netns.None()
+	ns, err := create(netns.New)
+	if err != nil {
+		return ns, fmt.Errorf("create netns: %w", err)
+	}
+	return ns, nil
+}
+
+// create runs mk, which moves the calling thread into a new namespace, on a thread of its own.
+// An open handle of the current namespace makes Do switch threads, which is what mk needs.
+func create(mk func() (netns.NsHandle, error)) (netns.NsHandle, error) {
 	cur, err := netns.Get()
 	if err != nil {
-		return ns, fmt.Errorf("get current netns: %w", err)
+		return netns.None(), fmt.Errorf("get current netns: %w", err)
 	}
 	defer cur.Close()
+	ns := netns.None()
 	err = Do(cur, func() error {
 		var err error
-		ns, err = netns.New()
+		ns, err = mk()
 		return err
 	})
 	if err != nil {
-		return netns.None(), fmt.Errorf("create netns: %w", err)
+		return netns.None(), err
 	}
 	return ns, nil
 }
