@@ -50,3 +50,9 @@ func DeviceNumberAltname(networkCard, deviceNumber int) string {
 func OwnsRule(priority, table int) bool {
 	return priority >= OwnedPriorityMin && priority <= OwnedPriorityMax && table == priority
 }
+
+// OwnsTable reports whether a route table is one of our per-ENI tables. Routes elsewhere — main,
+// local, the VPC CNI's or a user's tables — are never restored, compared or removed by the agent.
+func OwnsTable(table int) bool {
+	return table >= OwnedPriorityMin && table <= OwnedPriorityMax
+}

@@ -30,8 +30,16 @@ const (
 	LinkRenamed
 	// RuleRemoved: an IPv4 or IPv6 rule was deleted, by anyone (networkd dropping foreign rules).
 	RuleRemoved
-	// AddressChanged: a global-scope address was added to or removed from a link.
+	// AddressChanged: a global-scope address was added to a link.
 	AddressChanged
+	// AddressRemoved: a global-scope address was removed from a link (by anyone; also when the
+	// link goes down for IPv6, or goes away).
+	AddressRemoved
+	// RouteRemoved: a unicast route was deleted from one of our per-ENI tables (core.OwnsTable).
+	// Routes of other tables (main, local, the VPC CNI's) are not reported. The kernel does not
+	// announce the IPv4 routes it flushes itself because their address or link went away (only
+	// IPv6 ones): the periodic full pass finds those.
+	RouteRemoved
 	// RouterChanged: the IPv6 default route learned from router advertisements (main table,
 	// proto ra) appeared on a link, changed router or went away. A manager re-adding the same
 	// route at every RA is no change.
@@ -54,6 +62,10 @@ func (k EventKind) String() string {
 		return "rule-removed"
 	case AddressChanged:
 		return "address-changed"
+	case AddressRemoved:
+		return "address-removed"
+	case RouteRemoved:
+		return "route-removed"
 	case RouterChanged:
 		return "router-changed"
 	case Resync:
@@ -65,16 +77,19 @@ func (k EventKind) String() string {
 // Event is one change in the watched netns.
 type Event struct {
 	Kind EventKind
-	// Link is the link concerned (Link*, and AddressChanged with as much as is known: at least
-	// the index). For LinkRemoved it is the link as it was last seen.
+	// Link is the link concerned (Link*, and Address*, RouteRemoved and RouterChanged with as much
+	// as is known: at least the index). For LinkRemoved it is the link as it was last seen.
 	Link core.Link
 	// OldName is the name before a LinkRenamed.
 	OldName string
 	// Rule is the deleted rule (RuleRemoved): family, from ("from all" as /0), table, priority;
 	// other selectors of the rule are not reported.
 	Rule core.Rule
-	// Address is the address of an AddressChanged, with its prefix length.
+	// Address is the address of an AddressChanged or AddressRemoved, with its prefix length.
 	Address netip.Prefix
+	// Route is the deleted route of a RouteRemoved, with the attributes it had (metric, preferred
+	// source, protocol), so that a restore can put back the very route its manager installed.
+	Route core.Route
 	// Router is the RA router of a RouterChanged; zero when the link has none any more.
 	Router netip.Addr
 	// Err is why a Resync was needed.
@@ -90,11 +105,12 @@ const eventBuffer = 128
 const socketBuffer = 4 << 20
 
 // Subscribe watches the netns ns (netns.None() for the caller's own) until ctx ends, then closes
-// the channel. Equivalent to: ip monitor link rule address.
+// the channel. Equivalent to: ip monitor link rule address route.
 //
 // It delivers LinkAdded for an index it has not seen (created or moved in), LinkRenamed when a
 // known index changes name, LinkRemoved on RTM_DELLINK, RuleRemoved on RTM_DELRULE (IPv4 and
-// IPv6), AddressChanged on global-scope RTM_NEWADDR/RTM_DELADDR, RouterChanged when a link's RA
+// IPv6), AddressChanged on global-scope RTM_NEWADDR, AddressRemoved on global-scope RTM_DELADDR,
+// RouteRemoved on RTM_DELROUTE of a unicast route in one of our tables, RouterChanged when a link's RA
 // default route in the main table changes (see routerEvent), and Resync whenever the kernel says
 // it dropped messages. Links present when Subscribe returns are known and not announced:
 // read the full state after Subscribe, not before, so that nothing falls between the two.
@@ -151,8 +167,8 @@ type watcher struct {
 	routers map[int]netip.Addr
 }
 
-// open subscribes a NETLINK_ROUTE socket in the watched netns to links, IPv4 and IPv6 rules and
-// IPv4 and IPv6 addresses.
+// open subscribes a NETLINK_ROUTE socket in the watched netns to links, IPv4 and IPv6 rules,
+// addresses and routes.
 func (w *watcher) open() (*nl.NetlinkSocket, error) {
 	var sock *nl.NetlinkSocket
 	err := netnsx.Do(w.ns, func() error {
@@ -161,7 +177,7 @@ func (w *watcher) open() (*nl.NetlinkSocket, error) {
 			unix.RTNLGRP_LINK,
 			unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE,
 			unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR,
-			unix.RTNLGRP_IPV6_ROUTE)
+			unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV6_ROUTE)
 		return err
 	})
 	if err != nil {
@@ -337,18 +353,32 @@ func (w *watcher) handle(m syscall.NetlinkMessage) []Event {
 		if r, ok := parseRule(m.Data); ok {
 			return []Event{{Kind: RuleRemoved, Rule: r}}
 		}
-	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+	case unix.RTM_NEWROUTE:
 		return w.routerEvent(m)
+	case unix.RTM_DELROUTE:
+		evs := w.routerEvent(m)
+		if index, r, ok := parseRoute(m.Data); ok && core.OwnsTable(r.Table) {
+			evs = append(evs, Event{Kind: RouteRemoved, Link: w.link(index), Route: r})
+		}
+		return evs
 	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
 		if index, p, ok := parseAddr(m.Data); ok {
-			l, known := w.links[index]
-			if !known {
-				l = core.Link{Index: index}
+			kind := AddressChanged
+			if m.Header.Type == unix.RTM_DELADDR {
+				kind = AddressRemoved
 			}
-			return []Event{{Kind: AddressChanged, Link: l, Address: p}}
+			return []Event{{Kind: kind, Link: w.link(index), Address: p}}
 		}
 	}
 	return nil
+}
+
+// link is the link with this index as last seen, or as much as is known (the index).
+func (w *watcher) link(index int) core.Link {
+	if l, known := w.links[index]; known {
+		return l
+	}
+	return core.Link{Index: index}
 }
 
 func (w *watcher) linkEvent(m syscall.NetlinkMessage) []Event {
@@ -404,11 +434,7 @@ func (w *watcher) routerEvent(m syscall.NetlinkMessage) []Event {
 	default:
 		return nil
 	}
-	l, known := w.links[index]
-	if !known {
-		l = core.Link{Index: index}
-	}
-	return []Event{{Kind: RouterChanged, Link: l, Router: router}}
+	return []Event{{Kind: RouterChanged, Link: w.link(index), Router: router}}
 }
 
 // describe looks up the driver of a new link; without it the planner could not tell an ENI.
@@ -537,4 +563,59 @@ func parseRARoute(b []byte) (index int, router netip.Addr, ok bool) {
 		return 0, netip.Addr{}, false
 	}
 	return index, router, true
+}
+
+// parseRoute decodes an RTM_NEWROUTE/RTM_DELROUTE body (struct rtmsg + RTA_* attributes) of a
+// unicast route with an output link: the link's index, and the route with its table, destination,
+// gateway, metric, preferred source and protocol. Multipath routes report their first hop only
+// (we never write any).
+func parseRoute(b []byte) (index int, r core.Route, ok bool) {
+	if len(b) < unix.SizeofRtMsg {
+		return 0, core.Route{}, false
+	}
+	hdr := nl.DeserializeRtMsg(b)
+	if hdr.Type != unix.RTN_UNICAST || (hdr.Family != unix.AF_INET && hdr.Family != unix.AF_INET6) {
+		return 0, core.Route{}, false
+	}
+	attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtMsg:])
+	if err != nil {
+		return 0, core.Route{}, false
+	}
+	fam := core.IPv4
+	if hdr.Family == unix.AF_INET6 {
+		fam = core.IPv6
+	}
+	r = core.Route{Table: int(hdr.Table), Destination: anyPrefix(fam), Protocol: int(hdr.Protocol)}
+	for _, a := range attrs {
+		switch a.Attr.Type {
+		case unix.RTA_TABLE:
+			if len(a.Value) >= 4 {
+				r.Table = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		case unix.RTA_OIF:
+			if len(a.Value) >= 4 {
+				index = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		case unix.RTA_DST:
+			if dst, ok := netip.AddrFromSlice(a.Value); ok {
+				r.Destination = netip.PrefixFrom(dst.Unmap(), int(hdr.Dst_len)).Masked()
+			}
+		case unix.RTA_GATEWAY:
+			if gw, ok := netip.AddrFromSlice(a.Value); ok {
+				r.Gateway = gw.Unmap()
+			}
+		case unix.RTA_PREFSRC:
+			if src, ok := netip.AddrFromSlice(a.Value); ok {
+				r.Source = src.Unmap()
+			}
+		case unix.RTA_PRIORITY:
+			if len(a.Value) >= 4 {
+				r.Metric = int(binary.NativeEndian.Uint32(a.Value))
+			}
+		}
+	}
+	if index == 0 || !r.Destination.IsValid() {
+		return 0, core.Route{}, false
+	}
+	return index, r, true
 }

@@ -11,19 +11,20 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 )
 
-// nextNonAddressEvent skips AddressChanged (link-local churn, DAD) and fails on a Resync, which
-// nothing in these tests should cause.
+// nextNonAddressEvent skips address and route events (link-local churn, DAD, routes going with
+// their link) and fails on a Resync, which nothing in these tests should cause.
 func nextNonAddressEvent(t *testing.T, events <-chan Event) Event {
 	t.Helper()
 	for {
 		ev := nextEvent(t, events, 10*time.Second)
 		switch ev.Kind {
-		case AddressChanged:
+		case AddressChanged, AddressRemoved, RouteRemoved:
 			continue
 		case Resync:
 			t.Fatalf("unexpected resync: %v", ev.Err)
@@ -295,4 +296,94 @@ func TestSubscribeReportsRAGatewayChanges(t *testing.T) {
 		t.Fatalf("after the route went: got %v router %v, want router-changed without a router", ev.Kind, ev.Router)
 	}
 	step("new router", n.nl.RouteReplace, route("fe80::2", unix.RT_TABLE_MAIN, unix.RTPROT_RA), netip.MustParseAddr("fe80::2"))
+}
+
+// A route deleted from one of our tables is reported with the attributes it had, so a restore can
+// put it back as it was; routes of main and of foreign tables are not reported. A secondary
+// address deleted by hand is reported as removed.
+func TestSubscribeReportsRoutesRemovedFromOurTablesAndAddressesRemoved(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	l := n.veth(t, "eni0", "vpc0", "")
+	if err := n.nl.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	x := New(n.nl, InNetns(n.ns))
+	link := core.Link{Name: "eni0", Index: l.Attrs().Index}
+	if _, err := x.EnsureAddresses(link, prefixes("10.0.1.7/24", "10.0.1.8/32")); err != nil {
+		t.Fatal(err)
+	}
+	subnet := netip.MustParsePrefix("10.0.1.0/24")
+	ours := core.Route{Table: 10001, Destination: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.0.1.1"),
+		Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP}
+	routes := []core.Route{
+		{Table: 10001, Destination: subnet},
+		ours,
+		{Table: 30200, Destination: netip.MustParsePrefix("192.0.2.0/24"), Gateway: netip.MustParseAddr("10.0.1.1")},
+		{Table: unix.RT_TABLE_MAIN, Destination: netip.MustParsePrefix("198.51.100.0/24"), Gateway: netip.MustParseAddr("10.0.1.1")},
+	}
+	if _, err := x.EnsureRoutes(link, routes); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := Subscribe(ctx, n.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ip route del 192.0.2.0/24 table 30200; ip route del 198.51.100.0/24; ip route del default table 10001
+	for _, r := range []core.Route{routes[2], routes[3], ours} {
+		nr := &netlink.Route{LinkIndex: link.Index, Dst: ipNet(r.Destination), Table: r.Table, Gw: net.IP(r.Gateway.AsSlice())}
+		if err := n.nl.RouteDel(nr); err != nil {
+			t.Fatalf("delete %v: %v", r, err)
+		}
+	}
+	ev := nextEventOf(t, events, RouteRemoved)
+	if ev.Link.Index != link.Index || ev.Link.Name != "eni0" {
+		t.Errorf("route-removed on %+v, want eni0", ev.Link)
+	}
+	if diff := cmp.Diff(ours, ev.Route, netipEqual); diff != "" {
+		t.Errorf("removed route (-want +got), foreign tables must not be reported:\n%s", diff)
+	}
+	// ip addr del 10.0.1.8/32 dev eni0
+	if _, err := x.DeleteAddresses(link, prefixes("10.0.1.8/32")); err != nil {
+		t.Fatal(err)
+	}
+	ev = nextEventOf(t, events, AddressRemoved)
+	if ev.Link.Index != link.Index || ev.Address != netip.MustParsePrefix("10.0.1.8/32") {
+		t.Errorf("address-removed %v on %+v, want 10.0.1.8/32 on eni0", ev.Address, ev.Link)
+	}
+}
+
+// nextEventOf returns the next event of this kind, skipping address additions and failing on
+// anything else.
+func nextEventOf(t *testing.T, events <-chan Event, kind EventKind) Event {
+	t.Helper()
+	for {
+		ev := nextEvent(t, events, 10*time.Second)
+		switch ev.Kind {
+		case kind:
+			return ev
+		case AddressChanged:
+			continue
+		}
+		t.Fatalf("got %v %+v, want %v", ev.Kind, ev, kind)
+	}
+}
+
+func TestParseRouteKeepsOnlyUnicastRoutesWithALink(t *testing.T) {
+	if _, _, ok := parseRoute([]byte{1, 2}); ok {
+		t.Error("a truncated message parsed")
+	}
+	msg := nl.NewRtMsg()
+	msg.Family = unix.AF_INET
+	msg.Table = 200
+	msg.Type = unix.RTN_BLACKHOLE
+	if _, _, ok := parseRoute(msg.Serialize()); ok {
+		t.Error("a blackhole route parsed")
+	}
+	msg.Type = unix.RTN_UNICAST
+	if _, _, ok := parseRoute(msg.Serialize()); ok {
+		t.Error("a route without an output link parsed")
+	}
 }

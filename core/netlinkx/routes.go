@@ -1,6 +1,7 @@
 package netlinkx
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -68,8 +69,10 @@ func (h *Handle) RoutesInTable(table int) ([]core.Route, error) {
 // routes are written before gateway routes: the kernel accepts a gateway only when it can reach
 // it, and in an ENI table that is through the subnet route. Routes with GatewayFromRA use the
 // gateway of the RA-learned default route on the link (see ErrNoRARouter).
-// Equivalent to: ip route replace <dst> [via <gw>] dev <link> table <table> proto static,
-// for each route not already in place.
+// A route's Metric, Source and Protocol are used when set (a restore putting back the route its
+// manager installed); otherwise the kernel's default metric and proto static.
+// Equivalent to: ip route replace <dst> [via <gw>] dev <link> table <table> proto static
+// [metric <m>] [src <s>], for each route not already in place.
 func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []core.Route, err error) {
 	l, err := h.linkFor(link)
 	if err != nil {
@@ -113,9 +116,13 @@ func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []c
 			LinkIndex: index,
 			Dst:       ipNet(dst),
 			Table:     r.Table,
-			Protocol:  unix.RTPROT_STATIC,
+			Protocol:  netlink.RouteProtocol(cmp.Or(r.Protocol, unix.RTPROT_STATIC)),
+			Priority:  r.Metric,
 			Scope:     netlink.SCOPE_LINK,
 			Family:    familyOf(dst),
+		}
+		if r.Source.IsValid() {
+			nr.Src = net.IP(r.Source.Unmap().AsSlice())
 		}
 		if gw.IsValid() {
 			nr.Gw = net.IP(gw.Unmap().AsSlice())
@@ -213,7 +220,10 @@ func raDefault(r netlink.Route) (netip.Addr, bool) {
 }
 
 func fromNetlinkRoute(r netlink.Route) core.Route {
-	out := core.Route{Table: r.Table}
+	out := core.Route{Table: r.Table, Metric: r.Priority, Protocol: int(r.Protocol)}
+	if src, ok := netip.AddrFromSlice(r.Src); ok {
+		out.Source = src.Unmap()
+	}
 	if p, ok := prefixOf(r.Dst); ok {
 		out.Destination = p.Masked()
 	} else if r.Family == netlink.FAMILY_V6 {

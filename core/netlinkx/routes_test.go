@@ -65,7 +65,42 @@ func TestEnsureRoutesFillsAnENITableOnceAndWaitsForTheRARouter(t *testing.T) {
 		want[0], want[1], want[2],
 		{Table: 10001, Destination: netip.MustParsePrefix("::/0"), Gateway: netip.MustParseAddr("fe80::1")},
 	}
-	if diff := cmp.Diff(wantTable, got, sortRoutes, netipEqual); diff != "" {
+	if diff := cmp.Diff(wantTable, got, sortRoutes, netipEqual, kernelAttrs); diff != "" {
+		t.Errorf("table 10001 (-want +got):\n%s", diff)
+	}
+}
+
+// kernelAttrs leaves out what the kernel adds to a route (its default metric, the protocol).
+var kernelAttrs = cmpopts.IgnoreFields(core.Route{}, "Metric", "Source", "Protocol")
+
+// A restore puts back the route its manager installed, not a look-alike: same metric, preferred
+// source and protocol (networkd's "src <lease> proto dhcp", NetworkManager's route metric), so
+// the manager adding it again finds it in place instead of adding a second one.
+func TestEnsureRoutesKeepsMetricSourceAndProtocol(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	l := n.veth(t, "eni0", "vpc0", "")
+	x := New(n.nl, InNetns(n.ns))
+	link := core.Link{Name: "eni0", Index: l.Attrs().Index}
+	if _, err := x.EnsureAddresses(link, prefixes("10.0.1.7/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.nl.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Route{
+		{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24"), Metric: 513, Protocol: unix.RTPROT_STATIC},
+		{Table: 10001, Destination: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.0.1.1"),
+			Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP},
+	}
+	if _, err := x.EnsureRoutes(link, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := x.RoutesInTable(10001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, sortRoutes, netipEqual); diff != "" {
 		t.Errorf("table 10001 (-want +got):\n%s", diff)
 	}
 }
