@@ -52,6 +52,65 @@ type fakeKernel struct {
 	deleted   []core.Rule
 	deleteErr error
 	altnames  map[string][]string
+	// missingRoutes and missingAddrs are what someone deleted: EnsureRoutes and EnsureAddresses
+	// put back those that are wanted, recording them in wroteRoutes and wroteAddrs as written
+	// (attributes included). Everything else wanted is in place.
+	missingRoutes []core.Route
+	missingAddrs  []netip.Prefix
+	wroteRoutes   []core.Route
+	wroteAddrs    []netip.Prefix
+}
+
+func (k *fakeKernel) EnsureRoutes(l core.Link, want []core.Route) ([]core.Route, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !slices.ContainsFunc(k.links, func(x core.Link) bool { return x.Index == l.Index }) {
+		return nil, errors.New("no such link")
+	}
+	var added []core.Route
+	for _, r := range want {
+		i := slices.IndexFunc(k.missingRoutes, func(m core.Route) bool {
+			return m.Table == r.Table && m.Destination == r.Destination && m.Gateway == r.Gateway
+		})
+		if i < 0 {
+			continue
+		}
+		k.missingRoutes = slices.Delete(k.missingRoutes, i, i+1)
+		added = append(added, r)
+	}
+	k.wroteRoutes = append(k.wroteRoutes, added...)
+	return added, nil
+}
+
+func (k *fakeKernel) EnsureAddresses(l core.Link, want []netip.Prefix) ([]netip.Prefix, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !slices.ContainsFunc(k.links, func(x core.Link) bool { return x.Index == l.Index }) {
+		return nil, errors.New("no such link")
+	}
+	var added []netip.Prefix
+	for _, p := range want {
+		if i := slices.Index(k.missingAddrs, p); i >= 0 {
+			k.missingAddrs = slices.Delete(k.missingAddrs, i, i+1)
+			added = append(added, p)
+		}
+	}
+	k.wroteAddrs = append(k.wroteAddrs, added...)
+	return added, nil
+}
+
+// remove makes routes and addresses go missing, as `ip route del` and `ip addr del` would.
+func (k *fakeKernel) remove(routes []core.Route, addrs ...netip.Prefix) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.missingRoutes = append(k.missingRoutes, routes...)
+	k.missingAddrs = append(k.missingAddrs, addrs...)
+}
+
+func (k *fakeKernel) written() ([]core.Route, []netip.Prefix) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.wroteRoutes), slices.Clone(k.wroteAddrs)
 }
 
 func (k *fakeKernel) Links() ([]core.Link, error) {
