@@ -44,9 +44,9 @@ would change and changes nothing.`,
 			}
 			// Right after a change the manager is still applying it: a rule missing now is not
 			// missing for long, and restoring it would race the manager. Interfaces the backend
-			// leaves alone are not in the plan the reconciler restores rules from.
+			// leaves alone are not in the plan the reconciler restores rules, routes and addresses from.
 			if err == nil && !res.Report.Changed() {
-				if _, err := r.RestoreRules(); err != nil {
+				if _, err := r.Restore(nil); err != nil {
 					return err
 				}
 			}

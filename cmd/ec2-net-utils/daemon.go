@@ -23,7 +23,7 @@ func newDaemonCommand(g *globals) *cobra.Command {
 		Long: `daemon reconciles every ENI at start (a no-op on a correct host), then follows netlink
 link events (attach, detach, rename) and acts at once, polls IMDS every refresh_interval for new
 secondary addresses and prefixes (writing and reloading nothing when nothing changed), and
-restores source rules someone else deleted. It tells systemd it is ready (Type=notify) after the
+restores the source rules, ENI-table routes and secondary addresses someone else deleted. It tells systemd it is ready (Type=notify) after the
 first pass that could read IMDS, or after 30 s without one, and stops cleanly on SIGTERM.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -95,6 +95,10 @@ func triggers(done <-chan struct{}, events <-chan netlinkx.Event, log hclog.Logg
 				t = reconcile.Trigger{Kind: reconcile.LinkRemoved, Link: ev.Link}
 			case netlinkx.RuleRemoved:
 				t = reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}
+			case netlinkx.RouteRemoved:
+				t = reconcile.Trigger{Kind: reconcile.RouteRemoved, Link: ev.Link, Route: ev.Route}
+			case netlinkx.AddressRemoved:
+				t = reconcile.Trigger{Kind: reconcile.AddressRemoved, Link: ev.Link, Address: ev.Address}
 			case netlinkx.RouterChanged:
 				t = reconcile.Trigger{Kind: reconcile.RouterChanged, Link: ev.Link, Router: ev.Router}
 			case netlinkx.Resync:

@@ -29,14 +29,21 @@ const (
 	// RouterChanged: a link's IPv6 RA router appeared, changed or went away (Router zero). The
 	// ENI table's default route goes through it, so a backend waiting for it must apply now.
 	RouterChanged
+	// RouteRemoved: a route was deleted from a table; restored if it is one of our plan's.
+	RouteRemoved
+	// AddressRemoved: an address was removed from a link; restored if it is one of our
+	// secondary addresses.
+	AddressRemoved
 )
 
 // Trigger is one event for the loop.
 type Trigger struct {
-	Kind   TriggerKind
-	Link   core.Link
-	Rule   core.Rule
-	Router netip.Addr
+	Kind    TriggerKind
+	Link    core.Link
+	Rule    core.Rule
+	Router  netip.Addr
+	Route   core.Route   // RouteRemoved: the route as it was, attributes included
+	Address netip.Prefix // AddressRemoved
 }
 
 // LoopOptions tune the daemon loop. Zero values take the defaults in their comments.
@@ -45,9 +52,10 @@ type LoopOptions struct {
 	RefreshInterval time.Duration
 	// FullRefreshEvery: every Nth refresh re-reads the stable IMDS keys too; 30.
 	FullRefreshEvery int
-	// RuleRestoreInterval is the sustained rate of restores of deleted rules (one per interval,
-	// after a burst of restoreBurst), so an agent that keeps deleting them cannot make us spin;
-	// 5s. The first restores are not delayed by it.
+	// RuleRestoreInterval is the sustained rate of restores of deleted rules, routes and
+	// addresses (one per interval, after a burst of restoreBurst), so an agent that keeps deleting
+	// them cannot make us spin; 5s. The first restores are not delayed by it, and only a restore
+	// that put something back counts.
 	RuleRestoreInterval time.Duration
 	// Settle coalesces a burst of link events (udev renames right after attach) into one pass; 20ms.
 	Settle time.Duration
@@ -133,6 +141,7 @@ type loop struct {
 
 	restore  Timer
 	restores *rate.Limiter
+	removed  []core.Route // routes of ours deleted since the last restore, as they were
 
 	// again re-runs a pass soon: while a link IMDS does not list, or an ENI with a link IMDS has
 	// not completed, is younger than PropagationTimeout, or while IMDS has never answered.
@@ -200,7 +209,18 @@ func (l *loop) onTrigger(t Trigger) {
 	case LinkRemoved:
 		l.onLinkRemoved(t.Link)
 	case RuleRemoved:
-		l.onRuleRemoved(t.Rule)
+		if core.OwnsRule(t.Rule.Priority, t.Rule.Table) {
+			l.scheduleRestore()
+		}
+	case RouteRemoved:
+		if l.r.plannedTable(t.Route.Table) {
+			l.removed = append(l.removed, t.Route)
+			l.scheduleRestore()
+		}
+	case AddressRemoved:
+		if l.r.plannedAddress(t.Address) {
+			l.scheduleRestore()
+		}
 	case Resync:
 		l.schedule(Pass{Reason: "resync", Fetch: true, Full: true})
 	case RouterChanged:
@@ -260,24 +280,33 @@ func (l *loop) onSettle(ctx context.Context) {
 	l.run(ctx, l.next)
 }
 
-// onRuleRemoved schedules a restore when the rule is ours: after restoreSettle, or later when
-// the burst of restores is used up.
-func (l *loop) onRuleRemoved(rule core.Rule) {
-	if !core.OwnsRule(rule.Priority, rule.Table) || l.restore != nil {
+// scheduleRestore arms the restore timer after a rule, route or address of ours was removed:
+// after restoreSettle, or later when the burst of restores is used up. Scheduling takes no token:
+// only a restore that put something back does, so a manager deleting and re-adding its routes
+// (a reconfiguration, a DHCP renewal) does not use up the restores a real deletion needs.
+func (l *loop) scheduleRestore() {
+	if l.restore != nil {
 		return
 	}
+	wait := restoreSettle
 	now := l.clock.Now()
-	wait := max(restoreSettle, l.restores.ReserveN(now, 1).DelayFrom(now))
+	if tokens := l.restores.TokensAt(now); tokens < 1 {
+		wait = max(wait, time.Duration((1-tokens)/float64(l.restores.Limit())*float64(time.Second)))
+	}
 	l.restore = l.clock.NewTimer(wait)
 }
 
 func (l *loop) onRestore() {
 	l.restore = nil
-	restored, err := l.r.RestoreRules()
+	removed := l.removed
+	l.removed = nil
+	restored, err := l.r.Restore(removed)
+	if !restored.Empty() {
+		l.restores.AllowN(l.clock.Now(), 1)
+		l.r.log.Info("restored what someone else removed", restored.logArgs()...)
+	}
 	if err != nil {
-		l.r.log.Warn("cannot restore rules", "error", err)
-	} else if len(restored) > 0 {
-		l.r.log.Info("restored rules deleted by someone else", "rules", fmtRules(restored))
+		l.r.log.Warn("cannot restore", "error", err)
 	}
 }
 
@@ -286,24 +315,28 @@ func (l *loop) onRefresh(ctx context.Context) {
 	full := l.eventsLost || l.refreshes%l.o.FullRefreshEvery == 0
 	res := l.run(ctx, Pass{Reason: "refresh", Fetch: true, Full: full})
 	l.refresh = l.clock.NewTimer(l.o.RefreshInterval)
-	// Deletions arrive as RuleRemoved events (a lost event makes netlinkx send Resync), so only
-	// full refreshes dump the rules to check: two netlink dumps per refresh are most of an idle
-	// daemon's CPU.
+	// Deletions arrive as events (a lost event makes netlinkx send Resync), so only full
+	// refreshes dump the rules, routes and addresses to check: netlink dumps are most of an idle
+	// daemon's CPU. They also find the IPv4 routes the kernel flushed without an event.
 	if full {
 		l.restoreMissing(res)
 	}
 }
 
-// restoreMissing re-adds the rules of ours that a full pass finds missing, unless that pass
-// changed the manager's configuration: the manager is then still applying it, rules included,
-// and a restore would race it.
+// restoreMissing puts back the rules, routes and addresses of ours that a full pass finds
+// missing, unless that pass changed the manager's configuration: the manager is then still
+// applying it, and a restore would race it.
 func (l *loop) restoreMissing(res Result) {
 	if res.Report.Changed() {
 		return
 	}
-	if restored, err := l.r.RestoreRules(); err == nil && len(restored) > 0 {
+	restored, err := l.r.Restore(nil)
+	if !restored.Empty() {
 		l.restores.AllowN(l.clock.Now(), 1) // counts against a fight like any restore
-		l.r.log.Info("restored missing rules", "rules", fmtRules(restored))
+		l.r.log.Info("restored missing configuration", restored.logArgs()...)
+	}
+	if err != nil {
+		l.r.log.Debug("cannot restore", "error", err)
 	}
 }
 

@@ -37,6 +37,10 @@ type Kernel interface {
 	EnsureAltnames(link core.Link, names []string) ([]string, error)
 	EnsureRules(want []core.Rule) ([]core.Rule, error)
 	DeleteRules(rules []core.Rule) error
+	// EnsureRoutes and EnsureAddresses add what is missing, idempotently, and never remove:
+	// what Restore puts back.
+	EnsureRoutes(link core.Link, routes []core.Route) ([]core.Route, error)
+	EnsureAddresses(link core.Link, want []netip.Prefix) ([]netip.Prefix, error)
 }
 
 // Reconciler owns the last-known-good snapshot and plan. It is not safe for concurrent use: the
@@ -409,26 +413,6 @@ func (r *Reconciler) NoteRouter(link core.Link, router netip.Addr) bool {
 	}
 	r.routers[link.Index] = router
 	return !r.applied.hasRouters(map[int]netip.Addr{link.Index: router})
-}
-
-// RestoreRules re-adds source rules of the current plan that someone deleted. The backend's
-// manager would only restore them at its next reconfiguration, which may never come.
-func (r *Reconciler) RestoreRules() ([]core.Rule, error) {
-	if r.lastPlan == nil || r.dryRun {
-		return nil, nil
-	}
-	var want []core.Rule
-	for _, ifc := range r.lastPlan.Interfaces {
-		want = append(want, ifc.Rules...)
-	}
-	if len(want) == 0 {
-		return nil, nil
-	}
-	added, err := r.kernel.EnsureRules(want)
-	if err != nil {
-		return added, fmt.Errorf("restore rules: %w", err)
-	}
-	return added, nil
 }
 
 // detachedRules are the rules the previous plan had for interfaces whose link is gone and that

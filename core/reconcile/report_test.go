@@ -36,8 +36,8 @@ func TestAnInterfaceTheBackendLeavesAloneIsLeftAloneByTheWholePass(t *testing.T)
 		t.Error("Planned(ens6) = true for an interface the backend leaves alone")
 	}
 	// ens5 is the primary (no rules without primary_rules): every rule wanted would be ens6's.
-	if added, err := r.RestoreRules(); err != nil || len(added) != 0 || kernel.ensures() != 0 {
-		t.Errorf("RestoreRules added %v (err %v): ens6's rules restored although the backend leaves it alone", added, err)
+	if added, err := r.Restore(nil); err != nil || !added.Empty() || kernel.ensures() != 0 {
+		t.Errorf("Restore added %+v (err %v): ens6's rules restored although the backend leaves it alone", added, err)
 	}
 	// Unchanged refresh: the backend is skipped, and ens6 stays left alone.
 	if res, err = r.Once(ctx, Pass{Reason: "refresh", Fetch: true}); err != nil {
