@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,10 @@ Exit status 0 when everything is ok and the daemon runs, 3 when not.`,
 			}
 			if running {
 				out.Daemon.State = &st
+				// Its fds and threads, for a leak check from outside (goroutines: the debug log).
+				if n, err := processResources(strconv.Itoa(st.PID)); err == nil {
+					out.Daemon.Resources = &n
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -91,8 +96,9 @@ type statusOutput struct {
 }
 
 type daemonOutput struct {
-	Running bool         `json:"running"`
-	State   *daemonState `json:"state,omitempty"`
+	Running   bool         `json:"running"`
+	State     *daemonState `json:"state,omitempty"`
+	Resources *resources   `json:"resources,omitempty"`
 }
 
 func writeStatusText(w io.Writer, out statusOutput, now time.Time) error {
