@@ -99,6 +99,9 @@ type env struct {
 	l       *lab.Lab
 	nl      *netlink.Handle
 	agent   *lab.Process
+	// agentFrom is where the running agent's output starts in the agent's log, which every agent
+	// started in the lab appends to: after a restart, only what follows is the new process's.
+	agentFrom int
 	reloads *lab.CallCounter
 	config  string
 	enis    []lab.ENISpec
@@ -202,6 +205,10 @@ func (e *env) startDaemon() {
 // launchAgent starts the daemon and returns at once, without startAgent's waits.
 func (e *env) launchAgent() {
 	e.t.Helper()
+	e.agentFrom = 0
+	if e.agent != nil {
+		e.agentFrom = len(e.agent.Log())
+	}
 	p, err := e.l.Start("agent", agentBin, "daemon", "--config", "/etc/ec2-net-utils.conf")
 	must(e.t, err)
 	e.agent = p
@@ -223,8 +230,18 @@ func (e *env) waitLog(what, needle string) {
 			return false, fmt.Errorf("agent exited:\n%s", e.agent.Log())
 		default:
 		}
-		return strings.Contains(e.agent.Log(), needle), nil
+		return strings.Contains(e.agentLog(), needle), nil
 	})
+}
+
+// agentLog is what the running agent wrote: after a restart, not its predecessors' lines (a
+// restarted agent's "ready" must be its own).
+func (e *env) agentLog() string {
+	log := e.agent.Log()
+	if e.agentFrom > len(log) {
+		return log
+	}
+	return log[e.agentFrom:]
 }
 
 func (e *env) waitFor(what string, cond func() (bool, error)) {
