@@ -197,13 +197,16 @@ type Route struct {
 	// GatewayFromRA marks the IPv6 default route whose gateway is the router learned from router
 	// advertisements (the VPC router's link-local address, which IMDS does not publish).
 	GatewayFromRA bool `json:"gateway_from_ra,omitempty"`
-	// Metric, Source (the preferred source) and Protocol are the route as the kernel has it: the
-	// planner leaves them zero (the manager's defaults), netlink fills them in when it reads a
-	// route, so that a route someone deleted can be put back exactly as its manager installed it
-	// (the same route, not a second one beside it when the manager adds it again).
+	// Metric, Source (the preferred source), Protocol and OnLink are the route as the kernel has
+	// it: the planner leaves them zero (the manager's defaults), netlink fills them in when it
+	// reads a route, so that a route someone deleted can be put back exactly as its manager
+	// installed it. The kernel tells routes apart by all of them: put back with another one, the
+	// manager adding its route again makes a second route beside ours (seen with networkd's
+	// GatewayOnLink).
 	Metric   int        `json:"-"`
 	Source   netip.Addr `json:"-"`
 	Protocol int        `json:"-"`
+	OnLink   bool       `json:"-"`
 }
 
 // Pending is an ENI known to IMDS that is not configured now.

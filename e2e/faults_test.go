@@ -246,9 +246,15 @@ func TestFaultManagerRestartRestoresTheState(t *testing.T) {
 		restarted := time.Now()
 		must(t, e.l.RestartManager())
 		up := time.Now()
-		e.waitFor("the state after the manager's restart", func() (bool, error) {
+		if err := e.l.WaitFor(t.Context(), "the state after the manager's restart", waitLong, func() (bool, error) {
 			return e.hostState().equal(before), nil
-		})
+		}); err != nil {
+			rs, _ := e.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 10001}, netlink.RT_FILTER_TABLE)
+			for _, r := range rs {
+				t.Logf("table 10001: %+v", r)
+			}
+			t.Fatalf("%v\nbefore: %s\nnow:    %s", err, before, e.hostState())
+		}
 		t.Logf("%s restarted in %v; state complete %v after it was up", bc.name, up.Sub(restarted).Round(time.Millisecond),
 			time.Since(up).Round(time.Millisecond))
 		time.Sleep(2 * time.Second) // the manager's own reconfiguration, a few refreshes

@@ -102,9 +102,9 @@ type env struct {
 	// agentFrom is where the running agent's output starts in the agent's log, which every agent
 	// started in the lab appends to: after a restart, only what follows is the new process's.
 	agentFrom int
-	reloads *lab.CallCounter
-	config  string
-	enis    []lab.ENISpec
+	reloads   *lab.CallCounter
+	config    string
+	enis      []lab.ENISpec
 }
 
 type envOptions struct {

@@ -567,7 +567,7 @@ func parseRARoute(b []byte) (index int, router netip.Addr, ok bool) {
 
 // parseRoute decodes an RTM_NEWROUTE/RTM_DELROUTE body (struct rtmsg + RTA_* attributes) of a
 // unicast route with an output link: the link's index, and the route with its table, destination,
-// gateway, metric, preferred source and protocol. Multipath routes report their first hop only
+// gateway, metric, preferred source, protocol and onlink flag. Multipath routes report their first hop only
 // (we never write any).
 func parseRoute(b []byte) (index int, r core.Route, ok bool) {
 	if len(b) < unix.SizeofRtMsg {
@@ -585,7 +585,8 @@ func parseRoute(b []byte) (index int, r core.Route, ok bool) {
 	if hdr.Family == unix.AF_INET6 {
 		fam = core.IPv6
 	}
-	r = core.Route{Table: int(hdr.Table), Destination: anyPrefix(fam), Protocol: int(hdr.Protocol)}
+	r = core.Route{Table: int(hdr.Table), Destination: anyPrefix(fam), Protocol: int(hdr.Protocol),
+		OnLink: hdr.Flags&unix.RTNH_F_ONLINK != 0}
 	for _, a := range attrs {
 		switch a.Attr.Type {
 		case unix.RTA_TABLE:

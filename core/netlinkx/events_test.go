@@ -315,7 +315,7 @@ func TestSubscribeReportsRoutesRemovedFromOurTablesAndAddressesRemoved(t *testin
 	}
 	subnet := netip.MustParsePrefix("10.0.1.0/24")
 	ours := core.Route{Table: 10001, Destination: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.0.1.1"),
-		Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP}
+		Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP, OnLink: true}
 	routes := []core.Route{
 		{Table: 10001, Destination: subnet},
 		ours,

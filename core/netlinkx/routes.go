@@ -69,10 +69,10 @@ func (h *Handle) RoutesInTable(table int) ([]core.Route, error) {
 // routes are written before gateway routes: the kernel accepts a gateway only when it can reach
 // it, and in an ENI table that is through the subnet route. Routes with GatewayFromRA use the
 // gateway of the RA-learned default route on the link (see ErrNoRARouter).
-// A route's Metric, Source and Protocol are used when set (a restore putting back the route its
+// A route's Metric, Source, Protocol and OnLink are used when set (a restore putting back the route its
 // manager installed); otherwise the kernel's default metric and proto static.
 // Equivalent to: ip route replace <dst> [via <gw>] dev <link> table <table> proto static
-// [metric <m>] [src <s>], for each route not already in place.
+// [metric <m>] [src <s>] [onlink], for each route not already in place.
 func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []core.Route, err error) {
 	l, err := h.linkFor(link)
 	if err != nil {
@@ -123,6 +123,9 @@ func (h *Handle) EnsureRoutes(link core.Link, routes []core.Route) (replaced []c
 		}
 		if r.Source.IsValid() {
 			nr.Src = net.IP(r.Source.Unmap().AsSlice())
+		}
+		if r.OnLink {
+			nr.Flags = int(netlink.FLAG_ONLINK)
 		}
 		if gw.IsValid() {
 			nr.Gw = net.IP(gw.Unmap().AsSlice())
@@ -220,7 +223,7 @@ func raDefault(r netlink.Route) (netip.Addr, bool) {
 }
 
 func fromNetlinkRoute(r netlink.Route) core.Route {
-	out := core.Route{Table: r.Table, Metric: r.Priority, Protocol: int(r.Protocol)}
+	out := core.Route{Table: r.Table, Metric: r.Priority, Protocol: int(r.Protocol), OnLink: r.Flags&int(netlink.FLAG_ONLINK) != 0}
 	if src, ok := netip.AddrFromSlice(r.Src); ok {
 		out.Source = src.Unmap()
 	}

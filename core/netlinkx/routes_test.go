@@ -71,10 +71,10 @@ func TestEnsureRoutesFillsAnENITableOnceAndWaitsForTheRARouter(t *testing.T) {
 }
 
 // kernelAttrs leaves out what the kernel adds to a route (its default metric, the protocol).
-var kernelAttrs = cmpopts.IgnoreFields(core.Route{}, "Metric", "Source", "Protocol")
+var kernelAttrs = cmpopts.IgnoreFields(core.Route{}, "Metric", "Source", "Protocol", "OnLink")
 
 // A restore puts back the route its manager installed, not a look-alike: same metric, preferred
-// source and protocol (networkd's "src <lease> proto dhcp", NetworkManager's route metric), so
+// source, protocol and onlink flag (networkd's "src <lease> proto dhcp", NetworkManager's route metric), so
 // the manager adding it again finds it in place instead of adding a second one.
 func TestEnsureRoutesKeepsMetricSourceAndProtocol(t *testing.T) {
 	t.Parallel()
@@ -91,7 +91,7 @@ func TestEnsureRoutesKeepsMetricSourceAndProtocol(t *testing.T) {
 	want := []core.Route{
 		{Table: 10001, Destination: netip.MustParsePrefix("10.0.1.0/24"), Metric: 513, Protocol: unix.RTPROT_STATIC},
 		{Table: 10001, Destination: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.0.1.1"),
-			Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP},
+			Metric: 513, Source: netip.MustParseAddr("10.0.1.7"), Protocol: unix.RTPROT_DHCP, OnLink: true},
 	}
 	if _, err := x.EnsureRoutes(link, want); err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func routeText(r core.Route) string {
 // the plan (main, foreign tables, the DHCP address).
 //
 // removed are routes as they were deleted (RouteRemoved events): a missing route of the plan is
-// put back with the attributes it had (metric, preferred source, protocol), that is as its
+// put back with the attributes it had (metric, preferred source, protocol, onlink), that is as its
 // manager had installed it, so that the manager adding it again finds it in place rather than
 // adding a second one. Without one, a route gets the defaults (as the ifcfg backend writes it).
 func (r *Reconciler) Restore(removed []core.Route) (Restored, error) {
@@ -118,7 +118,7 @@ func (r *Reconciler) restoreRoutes(link core.Link, ifc core.InterfacePlan, remov
 	templated := false
 	for _, rt := range ifc.Routes {
 		if i := slices.IndexFunc(removed, func(x core.Route) bool { return sameRoute(rt, x) }); i >= 0 {
-			rt.Metric, rt.Source, rt.Protocol = removed[i].Metric, removed[i].Source, removed[i].Protocol
+			rt.Metric, rt.Source, rt.Protocol, rt.OnLink = removed[i].Metric, removed[i].Source, removed[i].Protocol, removed[i].OnLink
 			templated = true
 		}
 		routes = append(routes, rt)

@@ -41,7 +41,7 @@ func newRestoreHarness(t *testing.T) (*harness, *fakeKernel) {
 func TestADeletedRouteAndAddressComeBack(t *testing.T) {
 	h, kernel := newRestoreHarness(t)
 	asInstalled := ens6Default
-	asInstalled.Metric, asInstalled.Source, asInstalled.Protocol = 513, netip.MustParseAddr("10.0.1.10"), 16
+	asInstalled.Metric, asInstalled.Source, asInstalled.Protocol, asInstalled.OnLink = 513, netip.MustParseAddr("10.0.1.10"), 16, true
 	kernel.remove([]core.Route{ens6Default}, ens6Second)
 	h.send(Trigger{Kind: RouteRemoved, Link: twoLinks()[1], Route: asInstalled})
 	h.send(Trigger{Kind: AddressRemoved, Link: twoLinks()[1], Address: ens6Second})
