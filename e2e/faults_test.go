@@ -466,3 +466,28 @@ func (e *env) deleteRoute(table int, dst string, link int) error {
 	}
 	return fmt.Errorf("no route %s in table %d", dst, table)
 }
+
+// An ENI detached while the agent is stopped: the restarted agent has no memory of it and no
+// event, yet nothing of it remains (networkd used to keep its source rule: its files go without a
+// reload, so networkd still holds the detached ENI's configuration).
+func TestFaultENIDetachedWhileTheAgentIsStoppedLeavesNothing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{primaryENI(), secondENI(), thirdENI()}})
+		e.addForeignRules()
+		e.startAgent()
+		must(t, e.l.Attach("ens7"))
+		e.waitRule(ens7Rule, true)
+		e.waitForAddress("ens7", "10.99.2.10/24")
+		e.stopAgent()
+		must(t, e.l.Detach("ens7"))
+		e.startDaemon()
+		e.waitRule(ens7Rule, false)
+		e.waitFor("ens7's files removed", func() (bool, error) { return len(e.filesOf("ens7")) == 0, nil })
+		if rs := e.routes(10002); len(rs) != 0 {
+			t.Errorf("table 10002 still has %v", rs)
+		}
+		e.waitRule(ens6Rule10, true)
+		e.mustPing("10.99.1.10")
+		e.assertForeignRulesIntact()
+	})
+}

@@ -57,6 +57,8 @@ type fakeKernel struct {
 	// (attributes included). Everything else wanted is in place.
 	missingRoutes []core.Route
 	missingAddrs  []netip.Prefix
+	// rules are what Rules lists (the kernel's rules in a priority range).
+	rules []core.Rule
 	wroteRoutes   []core.Route
 	wroteAddrs    []netip.Prefix
 }
@@ -143,6 +145,18 @@ func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
 		return nil, nil
 	}
 	return want[:1], nil // pretend one was missing, so restores are logged and counted
+}
+
+func (k *fakeKernel) Rules(lo, hi int) ([]core.Rule, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []core.Rule
+	for _, r := range k.rules {
+		if r.Priority >= lo && r.Priority <= hi {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (k *fakeKernel) DeleteRules(rules []core.Rule) error {
