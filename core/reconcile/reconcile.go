@@ -37,6 +37,8 @@ type Kernel interface {
 	EnsureAltnames(link core.Link, names []string) ([]string, error)
 	EnsureRules(want []core.Rule) ([]core.Rule, error)
 	DeleteRules(rules []core.Rule) error
+	// Rules lists the plain source rules with a priority in [lo, hi].
+	Rules(lo, hi int) ([]core.Rule, error)
 	// EnsureRoutes and EnsureAddresses add what is missing, idempotently, and never remove:
 	// what Restore puts back.
 	EnsureRoutes(link core.Link, routes []core.Route) ([]core.Route, error)
@@ -163,7 +165,11 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	maps.DeleteFunc(r.routers, func(index int, _ netip.Addr) bool { // routers of detached links
 		return !slices.ContainsFunc(links, func(l core.Link) bool { return l.Index == index })
 	})
-	cleanupErr := r.removeDetached(plan, links)
+	var orphanErr error
+	if pass.Full && imdsErr == nil && !r.dryRun {
+		orphanErr = r.noteOrphans(plan, links)
+	}
+	cleanupErr := errors.Join(orphanErr, r.removeDetached(plan, links))
 
 	if !pass.Full && r.applied.same(plan, links, r.routers) {
 		res.Plan, res.Report = r.applied.kept, r.applied.report
@@ -222,6 +228,41 @@ func (r *Reconciler) removeDetached(plan core.Plan, links []core.Link) error {
 	}
 	r.log.Info("removed rules of detached ENIs", "rules", fmtRules(r.staleRules))
 	r.staleRules = nil
+	return nil
+}
+
+// noteOrphans adds to the rules to delete those of ours (table = priority, in the band) whose
+// table belongs to no ENI with a link: left by an ENI detached while the agent was stopped, which
+// sends no event and which the agent has no memory of (networkd keeps such a rule: the ENI's files
+// went without a reload). An ENI IMDS lists with a link keeps its table's rules whether planned or
+// not (excluded, the VPC CNI's, left alone by the backend). While a link's ENI is not known (not
+// listed yet, incomplete) its table may be any: nothing is an orphan then.
+func (r *Reconciler) noteOrphans(plan core.Plan, links []core.Link) error {
+	if len(r.unlisted) > 0 || slices.ContainsFunc(plan.Pending, func(p core.Pending) bool { return p.Name != "" }) {
+		return nil
+	}
+	present := make(map[string]bool, len(links))
+	for _, l := range links {
+		present[strings.ToLower(l.MAC)] = true
+	}
+	inUse := map[int]bool{}
+	for _, ifc := range plan.Interfaces {
+		inUse[ifc.Table] = true
+	}
+	for _, e := range r.last.ENIs {
+		if present[e.MAC] {
+			inUse[core.TableFor(e.NetworkCard, e.DeviceNumber)] = true
+		}
+	}
+	rules, err := r.kernel.Rules(core.OwnedPriorityMin, core.OwnedPriorityMax)
+	if err != nil {
+		return fmt.Errorf("look for rules of ENIs detached while the agent was stopped: %w", err)
+	}
+	for _, rule := range rules {
+		if core.OwnsRule(rule.Priority, rule.Table) && !inUse[rule.Table] && !slices.Contains(r.staleRules, rule) {
+			r.staleRules = append(r.staleRules, rule)
+		}
+	}
 	return nil
 }
 

@@ -58,9 +58,9 @@ type fakeKernel struct {
 	missingRoutes []core.Route
 	missingAddrs  []netip.Prefix
 	// rules are what Rules lists (the kernel's rules in a priority range).
-	rules []core.Rule
-	wroteRoutes   []core.Route
-	wroteAddrs    []netip.Prefix
+	rules       []core.Rule
+	wroteRoutes []core.Route
+	wroteAddrs  []netip.Prefix
 }
 
 func (k *fakeKernel) EnsureRoutes(l core.Link, want []core.Route) ([]core.Route, error) {
