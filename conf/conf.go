@@ -114,8 +114,9 @@ type Ifcfg struct {
 
 // Daemon tunes the long-running agent.
 type Daemon struct {
-	// RuleRestoreInterval paces the restores of rules someone else deleted once a short burst is
-	// used up, so the agent never fights another manager in a tight loop.
+	// RuleRestoreInterval paces the restores of rules, ENI-table routes and secondary addresses
+	// someone else deleted once a short burst is used up, so the agent never fights another
+	// manager in a tight loop. (The name predates routes and addresses; kept for compatibility.)
 	RuleRestoreInterval time.Duration `koanf:"rule_restore_interval"`
 	// FullRefreshEvery makes every Nth refresh re-read the keys that rarely change (subnet and VPC
 	// CIDRs, device numbers); the others read only addresses and prefixes.

@@ -112,7 +112,7 @@ const (
 )
 
 // Run is the daemon: one pass at start, then a pass per burst of link events, an IMDS refresh
-// every RefreshInterval, and rate-limited restores of deleted rules, until ctx ends. All passes
+// every RefreshInterval, and rate-limited restores of deleted rules, routes and addresses, until ctx ends. All passes
 // run on this goroutine, so work on an interface is never concurrent with other work.
 func (r *Reconciler) Run(ctx context.Context, triggers <-chan Trigger, o LoopOptions) error {
 	l := newLoop(r, triggers, o)
