@@ -232,10 +232,10 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               local-ipv4s, subnet-ipv4-cidr-block, vpc-ipv4-cidr-blocks), +1 network-card
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
-//	with reuse:    per known ENI its listing, local-ipv4s and each IPv6 or prefix key it
-//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N. Per ENI
-//	               pending in reuse, its listing and the keys it misses (one for an ENI
-//	               waiting for one key: 2).
+//	with reuse:    per known ENI local-ipv4s and ipv4-prefix, + ipv6s and ipv6-prefix when
+//	               dual-stack (no listings, no macs/ listing: see knownMACs and refresh.go).
+//	               N IPv4 ENIs: 2N. Per ENI pending in reuse, its listing and the keys it
+//	               misses (one for an ENI waiting for one key: 2).
 //	Look:          1 (macs/), plus each new ENI as without reuse and each pending one as
 //	               with reuse.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
@@ -510,6 +510,10 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 	concurrency := c.opts.Concurrency
 	if len(reuse) > 0 {
 		concurrency = 1
+		var err error
+		if dirs, err = c.refreshKnown(ctx, r, dirs, reuse); err != nil {
+			return err
+		}
 	}
 	var mu sync.Mutex
 	listed := make(map[string][]string, len(dirs))
