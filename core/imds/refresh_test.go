@@ -44,7 +44,9 @@ func TestRefreshPicksUpAddressAndPrefixChanges(t *testing.T) {
 		{"all IPv4 prefixes removed", func(k map[string]scenario.Value) { delete(k, "ipv4-prefix") },
 			func(e core.ENI) bool { return len(e.IPv4Prefixes) == 0 }},
 		{"prefix added again", func(k map[string]scenario.Value) { k["ipv4-prefix"] = scenario.Value{"10.0.1.160/28"} },
-			func(e core.ENI) bool { return len(e.IPv4Prefixes) == 1 && e.IPv4Prefixes[0].String() == "10.0.1.160/28" }},
+			func(e core.ENI) bool {
+				return len(e.IPv4Prefixes) == 1 && e.IPv4Prefixes[0].String() == "10.0.1.160/28"
+			}},
 		{"IPv6 address added", func(k map[string]scenario.Value) {
 			k["ipv6s"] = scenario.Value{"2600:1f14:abc:de01::10", "2600:1f14:abc:de01::11"}
 		}, func(e core.ENI) bool { return len(e.IPv6s) == 2 }},
