@@ -15,7 +15,7 @@ type Scale struct {
 // .255, so no address lies inside a prefix and the source check's rules stay unambiguous.
 const (
 	scaleFirstIP     = 10
-	scaleMaxIPs      = 64 - scaleFirstIP
+	scaleMaxIPs      = 64 - scaleFirstIP - 1 // one left below the prefixes for a benchmark to add
 	scaleFirstPrefix = 64
 	scaleMaxPrefixes = (256 - scaleFirstPrefix) / 16
 	// scaleCardSize is how many ENIs one network card takes before the instance needs a second
@@ -54,6 +54,7 @@ func ScaleENIs(s Scale) ([]ENISpec, error) {
 		spec := ENISpec{
 			Slot:         i,
 			Name:         fmt.Sprintf("ens%d", 5+i),
+			MAC:          fmt.Sprintf("02:00:00:99:%02x:01", i),
 			DeviceNumber: dev,
 			NetworkCard:  card,
 			Attached:     i < s.ENIs,

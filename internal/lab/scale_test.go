@@ -77,7 +77,7 @@ func TestScaleENIsRejectsWhatDoesNotFit(t *testing.T) {
 		{ENIs: 0, IPs: 1},
 		{ENIs: 40, IPs: 1, Spares: 2},
 		{ENIs: 2, IPs: 0},
-		{ENIs: 2, IPs: 55},
+		{ENIs: 2, IPs: 54},
 		{ENIs: 2, IPs: 1, Prefixes: 13},
 		{ENIs: 2, IPs: 1, Spares: -1},
 	} {
