@@ -72,6 +72,7 @@ type Reconciler struct {
 	// notes keeps the pending list, the backend's outcomes and the plan warnings quiet: logged
 	// when they change, not at every pass.
 	notes  logonce.Notes
+	plans  planCache
 	dryRun bool
 	adjust func(core.PlanOptions) core.PlanOptions
 }
@@ -153,7 +154,7 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 	if r.adjust != nil {
 		opts = r.adjust(opts)
 	}
-	plan := core.NewPlan(*r.last, links, opts)
+	plan := r.plans.get(*r.last, links, opts) // planreuse.go
 	r.unlisted = r.unlistedLinks(links)
 	r.looking = r.lookingFor(plan)
 	maps.DeleteFunc(r.routers, func(index int, _ netip.Addr) bool { // routers of detached links
