@@ -116,6 +116,7 @@ type Client struct {
 	opts     Options
 	log      hclog.Logger
 	requests atomic.Int64
+	fast     *fastPath // fast.go: plain GETs with a kept token; the SDK for everything else
 
 	mu sync.Mutex
 	// last is the last read's keys: a Look starts from it, and a read with reuse takes from it
@@ -154,7 +155,8 @@ func New(opts Options) (*Client, error) {
 	if len(endpoints) > 1 {
 		rt = &fallbackTransport{next: rt, endpoints: endpoints, log: opts.Logger}
 	}
-	httpClient := &http.Client{Timeout: opts.Timeout, Transport: rt}
+	c.fast = newFastPath(&http.Client{Timeout: opts.Timeout, Transport: rt}, endpoints[0].String(), opts.Version)
+	httpClient := &http.Client{Timeout: opts.Timeout, Transport: tokenSniffer{next: rt, fast: c.fast}}
 
 	// The standard retryer retries 5xx, 429 (throttling), connection errors and timeouts, with
 	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
@@ -771,6 +773,7 @@ func (c *Client) get(ctx context.Context, path string) (body string, found bool,
 		}
 		return "", false, fmt.Errorf("imds: GET meta-data/%s: %w", path, err)
 	}
+	c.fast.degraded.Store(false) // IMDS answers again: back to the fast path
 	defer out.Content.Close()
 	b, err := io.ReadAll(out.Content)
 	if err != nil {

@@ -84,7 +84,7 @@ func (c *Client) refreshKnown(ctx context.Context, r *reading, dirs []string, re
 	err := forEach(ctx, 1, jobs, func(ctx context.Context, j job) error {
 		last := lastKeys[normMAC(j.dir)]
 		for _, key := range j.keys {
-			body, found, err := c.get(ctx, macPath(j.dir, key))
+			body, found, err := c.getFast(ctx, macPath(j.dir, key))
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
 package imds_test
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -82,5 +84,36 @@ func TestRefreshConfirmsAVanishedKeyWithTheListing(t *testing.T) {
 	inst = snapshot(t, c, &full)
 	if slices.Contains(macs(inst), secondaryMAC) || len(inst.Problems) != 0 {
 		t.Errorf("detached ENI still there: %v, problems %v", macs(inst), inst.Problems)
+	}
+}
+
+// The refresh's fast path (fast.go) leaves every failure to the SDK: a token IMDS dropped and a
+// server error are retried there, and the refresh succeeds with the same snapshot.
+func TestRefreshFallsBackToTheSDKOnFailures(t *testing.T) {
+	l := startFake(t, "delegated-prefixes.json")
+	c := newClient(t, l)
+	full := snapshot(t, c, nil)
+	for name, fail := range map[string]func(){
+		"token dropped": l.fake.ExpireTokens,
+		"503":           func() { l.fake.FailNext(1, 503) },
+		"429":           func() { l.fake.Throttle(1) },
+	} {
+		fail()
+		inst, err := c.Snapshot(context.Background(), &full)
+		if err != nil {
+			t.Fatalf("%s: refresh failed: %v", name, err)
+		}
+		if diff := cmp.Diff(full, inst, netipComparers); diff != "" {
+			t.Errorf("%s: refresh differs (-full +refresh):\n%s", name, diff)
+		}
+		// And the next refresh is back to 6 requests.
+		before := c.Requests()
+		snapshot(t, c, &full)
+		if n := c.Requests() - before; n != 6 {
+			t.Errorf("%s: next refresh took %d requests, want 6", name, n)
+		}
+	}
+	if ua := l.fake.LastUserAgent(); !strings.Contains(ua, "ec2-net-utils/1.2.3-test") {
+		t.Errorf("User-Agent %q does not carry ec2-net-utils/<version>", ua)
 	}
 }
