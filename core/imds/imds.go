@@ -269,6 +269,11 @@ func (w Waiting) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 // and one that the listing no longer has is dropped. While nothing changes a look is one
 // request. Before any read, it is Snapshot without reuse.
 func (c *Client) Look(ctx context.Context) (core.Instance, error) {
+	return c.look(ctx, nil)
+}
+
+// look is Look, reading the ENIs of reread in full as well (attached.go).
+func (c *Client) look(ctx context.Context, reread map[string]bool) (core.Instance, error) {
 	c.mu.Lock()
 	last := c.last.clone()
 	c.mu.Unlock()
@@ -282,7 +287,7 @@ func (c *Client) Look(ctx context.Context) (core.Instance, error) {
 	r, listed := *last, listLines(listing)
 	known := make(map[string]bool, len(listed))
 	for dir := range r.raw.ENIs {
-		known[normMAC(dir)] = true
+		known[normMAC(dir)] = !reread[normMAC(dir)]
 	}
 	for dir := range r.raw.ENIs {
 		if !slices.ContainsFunc(listed, func(d string) bool { return normMAC(d) == normMAC(dir) }) {
@@ -294,7 +299,7 @@ func (c *Client) Look(ctx context.Context) (core.Instance, error) {
 	if err != nil {
 		return core.Instance{}, err
 	}
-	pending := r.notPropagated(before)
+	pending := slices.DeleteFunc(r.notPropagated(before), func(dir string) bool { return reread[normMAC(dir)] })
 	fresh := slices.DeleteFunc(listed, func(dir string) bool { return known[normMAC(dir)] })
 	if err := c.readENIs(ctx, &r, fresh, nil); err != nil {
 		return core.Instance{}, err

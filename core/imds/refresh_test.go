@@ -117,3 +117,27 @@ func TestRefreshFallsBackToTheSDKOnFailures(t *testing.T) {
 		t.Errorf("User-Agent %q does not carry ec2-net-utils/<version>", ua)
 	}
 }
+
+// A hot attach reads the listing and the new ENI only, even when the last read had its MAC (a
+// re-attached ENI may come back with another device number).
+func TestAttachedReadsOnlyTheNewENI(t *testing.T) {
+	l := startFake(t, "delegated-prefixes.json")
+	c := newClient(t, l)
+	snapshot(t, c, nil)
+	l.fake.Update(func(sc *scenario.Scenario) { sc.Interfaces[secondaryMAC]["device-number"] = scenario.Value{"3"} })
+	before := c.Requests()
+	inst, err := c.Attached(context.Background(), []string{secondaryMAC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// macs/ + the secondary's listing + its 8 keys; nothing for the primary.
+	if n := c.Requests() - before; n != 1+1+8 {
+		t.Errorf("Attached: %d requests, want 10", n)
+	}
+	if e := findENI(t, inst, secondaryMAC); e.DeviceNumber != 3 {
+		t.Errorf("re-attached ENI kept device-number %d, want 3", e.DeviceNumber)
+	}
+	if e := findENI(t, inst, primaryMAC); len(e.LocalIPv4s) != 1 {
+		t.Errorf("primary not taken from the last read: %+v", e)
+	}
+}

@@ -116,6 +116,9 @@ type Pass struct {
 	// Look reads only what is being looked for (see Looking and Snapshotter.Look): a look for an
 	// ENI IMDS has not listed or completed yet.
 	Look bool
+	// Added are the MACs (space separated) of the links whose arrival made this pass Full: its
+	// IMDS read then reads only their ENIs in full (attached.go). Empty for any other Full pass.
+	Added string
 }
 
 // Result is what one pass did.
@@ -180,7 +183,10 @@ func (r *Reconciler) Once(ctx context.Context, pass Pass) (Result, error) {
 func (r *Reconciler) read(ctx context.Context, pass Pass) error {
 	var inst core.Instance
 	var err error
+	ar, added := r.readsAdded(pass)
 	switch {
+	case added:
+		inst, err = ar.Attached(ctx, strings.Fields(pass.Added))
 	case pass.Full || r.last == nil:
 		inst, err = r.imds.Snapshot(ctx, nil)
 	case pass.Look:
