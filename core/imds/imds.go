@@ -122,6 +122,8 @@ type Client struct {
 	// last is the last read's keys: a Look starts from it, and a read with reuse takes from it
 	// the keys of the ENIs still pending, so that only what they miss is fetched.
 	last *reading
+	// lastInst is what last parsed into, returned again by a refresh that read the same keys.
+	lastInst core.Instance
 	// pendingSince remembers when each ENI the last read found not propagated was first seen
 	// so: a Waiting read waits for it once, for PropagationTimeout, not again on every later read.
 	pendingSince map[string]time.Time
@@ -323,6 +325,9 @@ func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) 
 	if err != nil {
 		return core.Instance{}, err
 	}
+	if inst, ok := c.unchanged(&r, reuse); ok {
+		return inst, nil // refresh.go: the same keys as the last read parse the same
+	}
 	inst, err := r.parse()
 	if err != nil {
 		return core.Instance{}, err
@@ -368,6 +373,7 @@ func (c *Client) remember(r *reading, inst core.Instance) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.last = r.clone()
+	c.lastInst = inst
 	since := make(map[string]time.Time, len(dirs))
 	var young []string
 	for _, dir := range dirs {
