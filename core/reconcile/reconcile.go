@@ -450,6 +450,10 @@ func (r *Reconciler) detachedRules(plan core.Plan, links []core.Link) []core.Rul
 	for _, l := range links {
 		present[l.Index] = true
 	}
+	// Almost every pass has no link gone: skip indexing every planned rule (1 700 at 32 ENIs).
+	if !slices.ContainsFunc(r.lastPlan.Interfaces, func(i core.InterfacePlan) bool { return !present[i.Index] }) {
+		return nil
+	}
 	planned := map[core.Rule]bool{}
 	for _, ifc := range plan.Interfaces {
 		for _, rule := range ifc.Rules {
