@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"regexp"
 	"slices"
 	"strings"
@@ -229,6 +231,7 @@ func benchBootAndIdle(ctx context.Context, o options, specs []lab.ENISpec, res *
 	if err != nil {
 		return err
 	}
+	user0, sys0 := userSys(pid)
 	dhclients := s.agentDHClients()
 	var dh0 time.Duration
 	for _, p := range dhclients {
@@ -250,8 +253,9 @@ func benchBootAndIdle(ctx context.Context, o options, specs []lab.ENISpec, res *
 	}
 	cpu := cpu1 - cpu0
 	res.idlePerHour = time.Duration(float64(cpu) * float64(time.Hour) / float64(o.idle))
-	fmt.Fprintf(o.out, "idle daemon: %v CPU in %v (%v per hour), RSS %d kB, child processes %d\n",
-		cpu.Round(time.Microsecond), o.idle, res.idlePerHour.Round(time.Millisecond), res.rssKB, children(pid))
+	user1, sys1 := userSys(pid)
+	fmt.Fprintf(o.out, "idle daemon: %v CPU in %v (%v per hour; user %v, kernel %v by 10 ms ticks), RSS %d kB, child processes %d\n",
+		cpu.Round(time.Microsecond), o.idle, res.idlePerHour.Round(time.Millisecond), user1-user0, sys1-sys0, res.rssKB, children(pid))
 	if len(dhclients) > 0 {
 		var dh1 time.Duration
 		rssSum := 0
@@ -444,4 +448,22 @@ func lastAllocs(log string) string {
 		return ""
 	}
 	return strings.TrimSpace(m[len(m)-1])
+}
+
+// userSys is the process's user and kernel CPU time from /proc/<pid>/stat (10 ms ticks): coarse,
+// but it tells the agent's own code from the kernel work its syscalls and packets cause.
+func userSys(pid int) (user, sys time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	// Fields after the command name, which is in parentheses and may contain spaces.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, 0
+	}
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return time.Duration(u) * 10 * time.Millisecond, time.Duration(s) * 10 * time.Millisecond
 }
