@@ -22,11 +22,9 @@ import (
 // refresh, a deleted rule → restored, and the idle daemon's CPU and RSS. Two labs: one with a 1 s
 // refresh and debug logging for the active measures, one as shipped (10 s, info) for boot and idle.
 func bench(ctx context.Context, o options) error {
-	// Labs of an earlier run that crashed (their creator is gone; live labs are left alone).
-	for _, prefix := range []string{"bench", "idle"} {
-		if err := lab.Sweep(prefix); err != nil {
-			fmt.Fprintf(o.out, "sweep %s labs: %v\n", prefix, err)
-		}
+	// Labs of an earlier benchmark that crashed (their creator is gone; live labs are left alone).
+	if err := lab.Sweep(benchLabPrefix); err != nil {
+		fmt.Fprintf(o.out, "sweep %s labs: %v\n", benchLabPrefix, err)
 	}
 	sc := lab.Scale{ENIs: o.enis, IPs: o.ips, Prefixes: o.prefixes, Spares: 1}
 	specs, err := lab.ScaleENIs(sc)
@@ -45,6 +43,9 @@ func bench(ctx context.Context, o options) error {
 	fmt.Fprintf(o.out, "\n%s\n", res)
 	return nil
 }
+
+// benchLabPrefix names the benchmark's labs (<prefix>, <prefix>idle), so a sweep finds only its own.
+const benchLabPrefix = "scale"
 
 // benchResult is the one-line summary docs/performance.md is compiled from.
 type benchResult struct {
@@ -192,7 +193,7 @@ func allRouted(nl *netlink.Handle, specs []lab.ENISpec) bool {
 func benchBootAndIdle(ctx context.Context, o options, specs []lab.ENISpec, res *benchResult) error {
 	o.quiet = true
 	var reloads *lab.CallCounter
-	s, err := startScaled(ctx, o, "idle", "10s", specs, func(s *session) error {
+	s, err := startScaled(ctx, o, benchLabPrefix+"idle", "10s", specs, func(s *session) error {
 		var err error
 		reloads, err = s.l.CountReloads(o.backend)
 		s.l.IMDS().ResetCounters()
@@ -274,7 +275,7 @@ func benchBootAndIdle(ctx context.Context, o options, specs []lab.ENISpec, res *
 // benchActive runs the lab with a 1 s refresh: hot attaches of the spare ENI, one secondary IP
 // added, deleted rules, no-change refreshes.
 func benchActive(ctx context.Context, o options, specs []lab.ENISpec, res *benchResult) error {
-	s, err := startScaled(ctx, o, "bench", "1s", specs, nil)
+	s, err := startScaled(ctx, o, benchLabPrefix, "1s", specs, nil)
 	if err != nil {
 		return err
 	}
