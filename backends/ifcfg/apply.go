@@ -200,6 +200,7 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 		Detached: func(_ context.Context, present applyrun.Present, ch *core.Changes) error {
 			return b.removeDetached(present.Names, tables, ch)
 		},
+		SkipUnchanged: true,
 	})
 }
 

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"reflect"
 	"strings"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
@@ -28,4 +29,28 @@ func mergeAdded(a, b Pass) string {
 		return ""
 	}
 	return strings.TrimSpace(a.Added + " " + b.Added)
+}
+
+// unchangedFor returns, for a pass that is full only because links were added, the interfaces
+// whose plan is exactly what the last settled pass applied and that it Configured: the backends
+// that can then apply only the new links' ENIs (applyrun.WithUnchanged). Any other pass gets nil.
+func (r *Reconciler) unchangedFor(pass Pass, plan core.Plan) map[string]bool {
+	if pass.Added == "" || r.applied == nil {
+		return nil
+	}
+	prev := make(map[string]int, len(r.applied.plan.Interfaces))
+	for i, p := range r.applied.plan.Interfaces {
+		prev[p.MAC] = i
+	}
+	out := map[string]bool{}
+	for _, p := range plan.Interfaces {
+		i, ok := prev[p.MAC]
+		if !ok || !reflect.DeepEqual(r.applied.plan.Interfaces[i], p) {
+			continue
+		}
+		if ir, ok := r.applied.report.Outcome(p.MAC); ok && ir.Outcome == core.Configured {
+			out[p.MAC] = true
+		}
+	}
+	return out
 }

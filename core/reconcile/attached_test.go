@@ -2,9 +2,12 @@ package reconcile
 
 import (
 	"context"
+	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
 )
 
 // attachIMDS is a fakeIMDS that can read only the ENIs of new links.
@@ -57,5 +60,51 @@ func TestMergedPassesReadEverythingWhenOneMust(t *testing.T) {
 		if got := mergeAdded(tc.a, tc.b); got != tc.want {
 			t.Errorf("mergeAdded(%+v, %+v) = %q, want %q", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// runBackend applies through applyrun with SkipUnchanged, recording which interfaces it touched.
+type runBackend struct{ ran [][]string }
+
+func (b *runBackend) Name() string { return "run" }
+func (b *runBackend) Apply(ctx context.Context, p core.Plan, links []core.Link) (core.Report, error) {
+	var ran []string
+	rep, err := applyrun.Run(ctx, "run", p, links, applyrun.Steps{
+		Interface: func(_ context.Context, ip core.InterfacePlan, _ *core.Changes) core.InterfaceReport {
+			ran = append(ran, ip.Name)
+			return applyrun.Configured(nil)
+		},
+		SkipUnchanged: true,
+	})
+	b.ran = append(b.ran, ran)
+	return rep, err
+}
+
+// An attach applies only the new ENI in a backend that can skip the others; a full pass (start,
+// resync, full refresh) still applies every ENI.
+func TestAnAttachPassAppliesOnlyTheNewENI(t *testing.T) {
+	three := twoENIs()
+	three.ENIs = append(three.ENIs, core.ENI{MAC: "02:00:00:00:07:07", InterfaceID: "eni-7", DeviceNumber: 2,
+		LocalIPv4s: []netip.Addr{netip.MustParseAddr("10.0.2.10")}, SubnetIPv4: netip.MustParsePrefix("10.0.2.0/24")})
+	imds := &attachIMDS{fakeIMDS: fakeIMDS{answers: []answer{{inst: twoENIs()}, {inst: three}}}}
+	kernel := &fakeKernel{links: twoLinks()}
+	b := &runBackend{}
+	r := New(imds, kernel, b, core.DefaultPlanOptions(), nil)
+	ctx := context.Background()
+	if _, err := r.Once(ctx, Pass{Reason: "start", Fetch: true, Full: true}); err != nil {
+		t.Fatal(err)
+	}
+	kernel.links = append(kernel.links, core.Link{Name: "ens7", Index: 4, MAC: "02:00:00:00:07:07", Driver: "ena"})
+	for _, p := range []Pass{
+		{Reason: "link added ens7", Fetch: true, Full: true, Added: "02:00:00:00:07:07"},
+		{Reason: "resync", Fetch: true, Full: true},
+	} {
+		if _, err := r.Once(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := [][]string{{"ens5", "ens6"}, {"ens7"}, {"ens5", "ens6", "ens7"}}
+	if !reflect.DeepEqual(b.ran, want) {
+		t.Errorf("interfaces applied per pass %v, want %v", b.ran, want)
 	}
 }

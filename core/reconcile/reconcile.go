@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/applyrun"
 	"github.com/ec2-net-utils/ec2-net-utils/internal/logonce"
 )
 
@@ -232,7 +233,7 @@ func (r *Reconciler) removeDetached(plan core.Plan, links []core.Link) error {
 // alone leave the kept plan, the others get their altnames, and the pass is remembered as
 // applied only if the backend settled it.
 func (r *Reconciler) apply(ctx context.Context, pass Pass, plan core.Plan, links []core.Link, res *Result) error {
-	report, err := r.backend.Apply(ctx, plan, links)
+	report, err := r.backend.Apply(applyrun.WithUnchanged(ctx, r.unchangedFor(pass, plan)), plan, links) // attached.go
 	if err != nil {
 		err = fmt.Errorf("%s backend: %w", r.backend.Name(), err)
 	}
