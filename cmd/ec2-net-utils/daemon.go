@@ -57,7 +57,7 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
 				PropagationTimeout:  cfg.IMDS.PropagationTimeout,
-				OnPass:              state.onPass,
+				OnPass:              passCost(log, state.onPass),
 				// READY=1 after the first pass that read IMDS (network-online.target then means
 				// "the ENIs present are configured"), or after the timeout without one, so a boot
 				// with IMDS down goes on; the loop keeps retrying.
