@@ -31,11 +31,14 @@ func mergeAdded(a, b Pass) string {
 	return strings.TrimSpace(a.Added + " " + b.Added)
 }
 
-// unchangedFor returns, for a pass that is full only because links were added, the interfaces
-// whose plan is exactly what the last settled pass applied and that it Configured: the backends
-// that can then apply only the new links' ENIs (applyrun.WithUnchanged). Any other pass gets nil.
+// unchangedFor returns the interfaces whose plan is exactly what the last settled pass applied,
+// that it Configured, and whose RA router is the one it applied with: backends that can then
+// apply only the rest (applyrun.WithUnchanged) touch just the new ENI on an attach and just the
+// changed ENI on a refresh that found a new address. A pass that must check everything (start,
+// resync, full refresh: Full without Added) gets nil, and so does every pass after one the
+// backend did not settle.
 func (r *Reconciler) unchangedFor(pass Pass, plan core.Plan) map[string]bool {
-	if pass.Added == "" || r.applied == nil {
+	if pass.Full && pass.Added == "" || r.applied == nil {
 		return nil
 	}
 	prev := make(map[string]int, len(r.applied.plan.Interfaces))
@@ -45,7 +48,7 @@ func (r *Reconciler) unchangedFor(pass Pass, plan core.Plan) map[string]bool {
 	out := map[string]bool{}
 	for _, p := range plan.Interfaces {
 		i, ok := prev[p.MAC]
-		if !ok || !reflect.DeepEqual(r.applied.plan.Interfaces[i], p) {
+		if !ok || r.routers[p.Index] != r.applied.routers[p.Index] || !reflect.DeepEqual(r.applied.plan.Interfaces[i], p) {
 			continue
 		}
 		if ir, ok := r.applied.report.Outcome(p.MAC); ok && ir.Outcome == core.Configured {

@@ -108,3 +108,21 @@ func TestAnAttachPassAppliesOnlyTheNewENI(t *testing.T) {
 		t.Errorf("interfaces applied per pass %v, want %v", b.ran, want)
 	}
 }
+
+// A refresh that finds a new address on one ENI applies that ENI only; a full refresh applies all.
+func TestARefreshAppliesOnlyTheChangedENI(t *testing.T) {
+	more := twoENIs()
+	more.ENIs[1].LocalIPv4s = append(more.ENIs[1].LocalIPv4s, netip.MustParseAddr("10.0.1.11"))
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}, {inst: more}}}
+	b := &runBackend{}
+	r := New(imds, &fakeKernel{links: twoLinks()}, b, core.DefaultPlanOptions(), nil)
+	for _, p := range []Pass{{Reason: "start", Fetch: true, Full: true}, {Reason: "refresh", Fetch: true}, {Reason: "refresh", Fetch: true, Full: true}} {
+		if _, err := r.Once(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := [][]string{{"ens5", "ens6"}, {"ens6"}, {"ens5", "ens6"}}
+	if !reflect.DeepEqual(b.ran, want) {
+		t.Errorf("interfaces applied per pass %v, want %v", b.ran, want)
+	}
+}

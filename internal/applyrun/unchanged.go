@@ -5,10 +5,10 @@ import "context"
 type unchangedKey struct{}
 
 // WithUnchanged tells Run which planned interfaces (by MAC) have exactly the plan the backend
-// last applied and settled: a pass for a new link (attach) then applies only the new one in the
-// backends that opt in (Steps.SkipUnchanged), instead of re-checking every ENI through the
-// manager — at 32 ENIs that re-check was most of an attach (issue #16). Full passes, which must
-// repair what drifted, never carry it.
+// last applied and settled: an attach then applies only the new ENI, a new secondary IP only its
+// ENI, in the backends that opt in (Steps.SkipUnchanged), instead of re-checking every ENI
+// through the manager — at 32 ENIs that re-check was most of an attach (issue #16). Full passes,
+// which must repair what drifted, never carry it.
 func WithUnchanged(ctx context.Context, macs map[string]bool) context.Context {
 	if len(macs) == 0 {
 		return ctx
