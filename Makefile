@@ -81,11 +81,18 @@ fmt:
 demo: build
 	./bin/ec2-net-utils-lab demo --agent $(BIN) --backend $(BACKEND)
 
-# Planner time (32 ENIs x 50 addresses + 10 prefixes), then the lab figures: attach -> routed,
-# IMDS requests and reloads per no-change refresh, idle CPU and RSS (docs/performance.md).
+# Planner time (1..32 ENIs x 50 addresses + 4 prefixes), then the lab figures at BENCH_ENIS ENIs
+# (BENCH_ENIS=32 for the large size, two network cards): boot -> routed, hot attach -> routed,
+# one secondary IP -> applied, IMDS requests and reloads per no-change refresh, idle CPU and RSS
+# (docs/performance.md).
+BENCH_ENIS     ?= 8
+BENCH_IPS      ?= 50
+BENCH_PREFIXES ?= 4
+BENCH_IDLE     ?= 60s
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./core/
-	./bin/ec2-net-utils-lab bench --agent $(BIN) --backend $(BACKEND)
+	./bin/ec2-net-utils-lab bench --agent $(BIN) --backend $(BACKEND) --enis $(BENCH_ENIS) \
+	  --ips $(BENCH_IPS) --prefixes $(BENCH_PREFIXES) --idle $(BENCH_IDLE)
 
 clean:
 	rm -rf bin dist

@@ -173,6 +173,7 @@ func (b *Backend) knobs(plan core.Plan) map[string]Knobs {
 func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.withPassKernel()() // passkernel.go: one rule dump per pass, not two per ENI
 	b.exec.Begin()
 	b.sweep()
 
@@ -199,6 +200,7 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 		Detached: func(_ context.Context, present applyrun.Present, ch *core.Changes) error {
 			return b.removeDetached(present.Names, tables, ch)
 		},
+		SkipUnchanged: true,
 	})
 }
 

@@ -152,6 +152,7 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 		Detached: func(ctx context.Context, present applyrun.Present, ch *core.Changes) error {
 			return b.removeDetached(ctx, st, present.MACs, ch)
 		},
+		SkipUnchanged: true,
 	})
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -15,98 +14,6 @@ import (
 
 	"github.com/ec2-net-utils/ec2-net-utils/internal/lab"
 )
-
-// bench measures the agent in the lab: attach → routed latency, IMDS requests and manager
-// reloads per refresh with nothing to change, and the idle daemon's CPU time and RSS.
-func bench(ctx context.Context, o options) error {
-	fmt.Fprintf(o.out, "ec2-net-utils lab benchmark, %s backend\n\n", o.backend)
-	if err := benchAttachAndRefresh(ctx, o); err != nil {
-		return err
-	}
-	return benchIdle(ctx, o)
-}
-
-func benchAttachAndRefresh(ctx context.Context, o options) error {
-	s, err := startSession(ctx, o, "bench", "1s")
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if err := s.waitRule(10001, "10.99.1.20", true); err != nil {
-		return err
-	}
-	nl, err := s.l.InstanceNetlink()
-	if err != nil {
-		return err
-	}
-	defer nl.Close()
-
-	lb, err := lookupBackend(o.backend)
-	if err != nil {
-		return err
-	}
-	var lat, leased []time.Duration
-	for i := 0; i < o.attaches; i++ {
-		start := time.Now()
-		if err := s.l.Attach("ens7"); err != nil {
-			return err
-		}
-		// Routed = the source rule and the ENI table's default route are in the kernel: from then
-		// on traffic from the ENI's address leaves through it.
-		for !routed(nl, 10002, "10.99.2.10") {
-			if time.Since(start) > 15*time.Second {
-				return fmt.Errorf("attach %d: ens7 not routed after 15s\n%s", i+1, s.agent.Log())
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		lat = append(lat, time.Since(start))
-		if lb.agentLeases {
-			// The agent starts the ENI's dhclient: the lease may come after the rule and route.
-			for !hasAddr(nl, "ens7", "10.99.2.10/24") {
-				if time.Since(start) > 15*time.Second {
-					return fmt.Errorf("attach %d: ens7 got no DHCP address after 15s\n%s", i+1, s.agent.Log())
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-			leased = append(leased, time.Since(start))
-		}
-		if err := s.l.Detach("ens7"); err != nil {
-			return err
-		}
-		if err := s.waitRule(10002, "10.99.2.10", false); err != nil {
-			return fmt.Errorf("detach %d: %w\n%s", i+1, err, s.agent.Log())
-		}
-		time.Sleep(300 * time.Millisecond) // let the detach pass finish before the next attach
-	}
-	fmt.Fprintf(o.out, "attach -> routed (rule + ENI-table default route), %d attaches: %s\n", len(lat), spread(lat))
-	if len(leased) > 0 {
-		fmt.Fprintf(o.out, "attach -> routed and DHCP address (the agent's dhclient), %d attaches: %s\n", len(leased), spread(leased))
-	}
-	if err := benchRuleRestore(s, nl, o.deletions); err != nil {
-		return err
-	}
-
-	// Steady state with two ENIs: count what the refreshes cost.
-	reloads, err := s.l.CountReloads(o.backend)
-	if err != nil {
-		return err
-	}
-	defer reloads.Close()
-	time.Sleep(1500 * time.Millisecond)
-	before := strings.Count(s.agent.Log(), "reconciled: reason=refresh")
-	s.l.IMDS().ResetCounters()
-	r0 := reloads.N()
-	if err := s.l.WaitFor(ctx, "refreshes", time.Duration(o.refreshes+5)*time.Second, func() (bool, error) {
-		return strings.Count(s.agent.Log(), "reconciled: reason=refresh")-before >= o.refreshes, nil
-	}); err != nil {
-		return err
-	}
-	n := strings.Count(s.agent.Log(), "reconciled: reason=refresh") - before
-	reqs := s.l.IMDS().Requests()
-	fmt.Fprintf(o.out, "no-change refresh, 2 ENIs, %d refreshes: %.1f IMDS requests per refresh (%.1f per ENI), %.2f reloads per refresh\n",
-		n, float64(reqs)/float64(n), float64(reqs)/float64(n)/2, float64(reloads.N()-r0)/float64(n))
-	return nil
-}
 
 // benchRuleRestore deletes one of the agent's source rules by hand, n times, and measures how
 // long it takes to come back. The deletions are spaced further apart than the lab's
@@ -132,60 +39,6 @@ func benchRuleRestore(s *session, nl *netlink.Handle, n int) error {
 	}
 	if n > 0 {
 		fmt.Fprintf(s.o.out, "rule deleted by hand -> back, %d deletions 1.5s apart: %s\n", n, spread(back))
-	}
-	return nil
-}
-
-func benchIdle(ctx context.Context, o options) error {
-	o.quiet = true
-	s, err := startSession(ctx, o, "idle", "10s")
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	time.Sleep(2 * time.Second)
-	pid := s.agent.Pid()
-	cpu0, err := cpuTime(pid)
-	if err != nil {
-		return err
-	}
-	// The ifcfg backend's dhclients run on their own, outside the agent: their cost is reported
-	// next to it (as networkd's or NetworkManager's own cost is not counted for those backends).
-	dhclients := s.agentDHClients()
-	var dh0 time.Duration
-	for _, p := range dhclients {
-		c, _ := cpuTime(p)
-		dh0 += c
-	}
-	fmt.Fprintf(o.out, "idle daemon: watching for %v (refresh_interval 10s, log_level info, 2 ENIs)...\n", o.idle)
-	select {
-	case <-time.After(o.idle):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	cpu1, err := cpuTime(pid)
-	if err != nil {
-		return err
-	}
-	rss, err := rssKB(pid)
-	if err != nil {
-		return err
-	}
-	cpu := cpu1 - cpu0
-	perHour := time.Duration(float64(cpu) * float64(time.Hour) / float64(o.idle))
-	fmt.Fprintf(o.out, "idle daemon: %v CPU in %v (%v per hour), RSS %d kB, child processes %d\n",
-		cpu.Round(time.Microsecond), o.idle, perHour.Round(time.Millisecond), rss, children(pid))
-	if len(dhclients) > 0 {
-		var dh1 time.Duration
-		rssSum := 0
-		for _, p := range dhclients {
-			c, _ := cpuTime(p)
-			dh1 += c
-			r, _ := rssKB(p)
-			rssSum += r
-		}
-		fmt.Fprintf(o.out, "the agent's dhclients: %d processes, %v CPU in %v, RSS %d kB together\n",
-			len(dhclients), (dh1 - dh0).Round(time.Microsecond), o.idle, rssSum)
 	}
 	return nil
 }

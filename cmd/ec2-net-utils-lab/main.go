@@ -45,6 +45,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.idle, "idle", 30*time.Second, "how long to watch the idle daemon (CPU, RSS)")
 		fs.IntVar(&o.deletions, "deletions", 5, "source rules deleted by hand to time their restore")
 		fs.IntVar(&o.refreshes, "refreshes", 5, "no-change refreshes to count IMDS requests and reloads over")
+		fs.IntVar(&o.enis, "enis", 2, "ENIs attached at boot (over two network cards above 15); one more is hot-attached")
+		fs.IntVar(&o.ips, "ips", 2, "private IPv4 addresses per ENI, the primary included")
+		fs.IntVar(&o.prefixes, "prefixes", 0, "delegated IPv4 /28 prefixes per ENI")
 		cmd = bench
 	default:
 		usage()
@@ -81,5 +84,6 @@ type options struct {
 	quiet                bool // run the agent at log_level info
 	attaches, refreshes  int
 	deletions            int
+	enis, ips, prefixes  int
 	idle                 time.Duration
 }

@@ -57,7 +57,7 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
 				PropagationTimeout:  cfg.IMDS.PropagationTimeout,
-				OnPass: func(p reconcile.Pass, res reconcile.Result, err error) {
+				OnPass: passCost(log, func(p reconcile.Pass, res reconcile.Result, err error) {
 					state.onPass(p, res, err)
 					if p.Full && log.IsDebug() {
 						// Counted at full passes only: cheap, and enough to see a leak grow.
@@ -65,7 +65,7 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 							log.Debug("resources", "goroutines", n.Goroutines, "fds", n.FDs, "threads", n.Threads)
 						}
 					}
-				},
+				}),
 				// READY=1 after the first pass that read IMDS (network-online.target then means
 				// "the ENIs present are configured"), or after the timeout without one, so a boot
 				// with IMDS down goes on; the loop keeps retrying.

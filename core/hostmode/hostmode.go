@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -81,6 +82,12 @@ type Options struct {
 	ContainerHost string
 	// Kernel, if set, lets auto mode see the CNI's pod rules.
 	Kernel Kernel
+	// RuleCheckInterval spaces the looks for the CNI's pod rules (a dump of every rule: 1 700 of
+	// ours at 32 ENIs, the largest part of a pass that changes nothing); 1 minute. The CNI's
+	// configuration file, which it writes before any pod exists, is still looked for every pass.
+	RuleCheckInterval time.Duration
+	// Now is the clock; time.Now when nil.
+	Now    func() time.Time
 	Logger hclog.Logger
 }
 
@@ -90,6 +97,8 @@ type Detector struct {
 	o         Options
 	cni       string // latched reason the host runs the VPC CNI
 	standBack string // last stand-back reason, to log changes once
+	// rulesChecked is when the pod rules were last looked for.
+	rulesChecked time.Time
 }
 
 // New returns a Detector.
@@ -102,6 +111,12 @@ func New(o Options) *Detector {
 	}
 	if o.ContainerHost == "" {
 		o.ContainerHost = ContainerHostAuto
+	}
+	if o.RuleCheckInterval <= 0 {
+		o.RuleCheckInterval = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Detector{o: o}
 }
@@ -211,7 +226,8 @@ func (d *Detector) detectCNI() string {
 	if f := d.confNamingAWSCNI(); f != "" {
 		return "CNI configuration " + f + " uses the aws-cni plugin"
 	}
-	if d.o.Kernel != nil {
+	if now := d.o.Now(); d.o.Kernel != nil && (d.rulesChecked.IsZero() || now.Sub(d.rulesChecked) >= d.o.RuleCheckInterval) {
+		d.rulesChecked = now
 		rules, err := d.o.Kernel.Selectors(cniToPodPriority, cniToPodPriority)
 		if err != nil {
 			d.o.Logger.Warn("cannot list rules to look for the VPC CNI", "error", err)

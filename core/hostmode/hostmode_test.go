@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
@@ -141,5 +142,35 @@ func TestVPCCNIOnceSeenStaysForTheProcess(t *testing.T) {
 	kernel = nil // the last pod is gone
 	if d.Adjust(core.PlanOptions{}).VPCCNI == "" {
 		t.Error("VPC CNI forgotten when its last pod rule went away")
+	}
+}
+
+type countingKernel struct {
+	fakeKernel
+	dumps int
+}
+
+func (k *countingKernel) Selectors(lo, hi int) ([]netlinkx.Selector, error) {
+	k.dumps++
+	return k.fakeKernel.Selectors(lo, hi)
+}
+
+// Looking for pod rules dumps every rule; it happens once per RuleCheckInterval, not every pass
+// (issue #16), and still finds rules that appear later.
+func TestPodRulesAreLookedForOncePerInterval(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	k := &countingKernel{}
+	d := New(Options{Root: t.TempDir(), Kernel: k, RuleCheckInterval: time.Minute, Now: func() time.Time { return now }})
+	for range 5 {
+		d.Adjust(core.PlanOptions{})
+		now = now.Add(10 * time.Second)
+	}
+	if k.dumps != 1 {
+		t.Errorf("%d rule dumps in 40s, want 1", k.dumps)
+	}
+	k.fakeKernel = fakeKernel{{Priority: 512, Table: 254, To: pfx("10.99.1.20/32")}}
+	now = now.Add(time.Minute)
+	if d.Adjust(core.PlanOptions{}).VPCCNI == "" || k.dumps != 2 {
+		t.Errorf("pod rule not found a minute later (%d dumps)", k.dumps)
 	}
 }

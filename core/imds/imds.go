@@ -116,11 +116,14 @@ type Client struct {
 	opts     Options
 	log      hclog.Logger
 	requests atomic.Int64
+	fast     *fastPath // fast.go: plain GETs with a kept token; the SDK for everything else
 
 	mu sync.Mutex
 	// last is the last read's keys: a Look starts from it, and a read with reuse takes from it
 	// the keys of the ENIs still pending, so that only what they miss is fetched.
 	last *reading
+	// lastInst is what last parsed into, returned again by a refresh that read the same keys.
+	lastInst core.Instance
 	// pendingSince remembers when each ENI the last read found not propagated was first seen
 	// so: a Waiting read waits for it once, for PropagationTimeout, not again on every later read.
 	pendingSince map[string]time.Time
@@ -154,7 +157,8 @@ func New(opts Options) (*Client, error) {
 	if len(endpoints) > 1 {
 		rt = &fallbackTransport{next: rt, endpoints: endpoints, log: opts.Logger}
 	}
-	httpClient := &http.Client{Timeout: opts.Timeout, Transport: rt}
+	c.fast = newFastPath(&http.Client{Timeout: opts.Timeout, Transport: rt}, endpoints[0].String(), opts.Version)
+	httpClient := &http.Client{Timeout: opts.Timeout, Transport: tokenSniffer{next: rt, fast: c.fast}}
 
 	// The standard retryer retries 5xx, 429 (throttling), connection errors and timeouts, with
 	// full-jitter exponential backoff capped at MaxBackoff; its retry quota stops retries when
@@ -232,10 +236,10 @@ func (c *Client) Raw(ctx context.Context, reuse *core.Instance) (core.RawInstanc
 //	               local-ipv4s, subnet-ipv4-cidr-block, vpc-ipv4-cidr-blocks), +1 network-card
 //	               on multi-card types, +1 for each IPv6 or prefix key the ENI has.
 //	               N plain IPv4 ENIs: 2 + 6N.
-//	with reuse:    per known ENI its listing, local-ipv4s and each IPv6 or prefix key it
-//	               lists (no macs/ listing: see knownMACs). N plain IPv4 ENIs: 2N. Per ENI
-//	               pending in reuse, its listing and the keys it misses (one for an ENI
-//	               waiting for one key: 2).
+//	with reuse:    per known ENI local-ipv4s and ipv4-prefix, + ipv6s and ipv6-prefix when
+//	               dual-stack (no listings, no macs/ listing: see knownMACs and refresh.go).
+//	               N IPv4 ENIs: 2N. Per ENI pending in reuse, its listing and the keys it
+//	               misses (one for an ENI waiting for one key: 2).
 //	Look:          1 (macs/), plus each new ENI as without reuse and each pending one as
 //	               with reuse.
 //	(Keys an ENI does not list cost nothing; a 404 costs its one request and is not retried.)
@@ -267,6 +271,11 @@ func (w Waiting) Snapshot(ctx context.Context, reuse *core.Instance) (core.Insta
 // and one that the listing no longer has is dropped. While nothing changes a look is one
 // request. Before any read, it is Snapshot without reuse.
 func (c *Client) Look(ctx context.Context) (core.Instance, error) {
+	return c.look(ctx, nil)
+}
+
+// look is Look, reading the ENIs of reread in full as well (attached.go).
+func (c *Client) look(ctx context.Context, reread map[string]bool) (core.Instance, error) {
 	c.mu.Lock()
 	last := c.last.clone()
 	c.mu.Unlock()
@@ -280,7 +289,7 @@ func (c *Client) Look(ctx context.Context) (core.Instance, error) {
 	r, listed := *last, listLines(listing)
 	known := make(map[string]bool, len(listed))
 	for dir := range r.raw.ENIs {
-		known[normMAC(dir)] = true
+		known[normMAC(dir)] = !reread[normMAC(dir)]
 	}
 	for dir := range r.raw.ENIs {
 		if !slices.ContainsFunc(listed, func(d string) bool { return normMAC(d) == normMAC(dir) }) {
@@ -292,7 +301,7 @@ func (c *Client) Look(ctx context.Context) (core.Instance, error) {
 	if err != nil {
 		return core.Instance{}, err
 	}
-	pending := r.notPropagated(before)
+	pending := slices.DeleteFunc(r.notPropagated(before), func(dir string) bool { return reread[normMAC(dir)] })
 	fresh := slices.DeleteFunc(listed, func(dir string) bool { return known[normMAC(dir)] })
 	if err := c.readENIs(ctx, &r, fresh, nil); err != nil {
 		return core.Instance{}, err
@@ -315,6 +324,9 @@ func (c *Client) snapshot(ctx context.Context, reuse *core.Instance, wait bool) 
 	r, err := c.read(ctx, reuse)
 	if err != nil {
 		return core.Instance{}, err
+	}
+	if inst, ok := c.unchanged(&r, reuse); ok {
+		return inst, nil // refresh.go: the same keys as the last read parse the same
 	}
 	inst, err := r.parse()
 	if err != nil {
@@ -361,6 +373,7 @@ func (c *Client) remember(r *reading, inst core.Instance) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.last = r.clone()
+	c.lastInst = inst
 	since := make(map[string]time.Time, len(dirs))
 	var young []string
 	for _, dir := range dirs {
@@ -510,6 +523,10 @@ func (c *Client) readENIs(ctx context.Context, r *reading, dirs []string, reuse 
 	concurrency := c.opts.Concurrency
 	if len(reuse) > 0 {
 		concurrency = 1
+		var err error
+		if dirs, err = c.refreshKnown(ctx, r, dirs, reuse); err != nil {
+			return err
+		}
 	}
 	var mu sync.Mutex
 	listed := make(map[string][]string, len(dirs))
@@ -767,6 +784,7 @@ func (c *Client) get(ctx context.Context, path string) (body string, found bool,
 		}
 		return "", false, fmt.Errorf("imds: GET meta-data/%s: %w", path, err)
 	}
+	c.fast.degraded.Store(false) // IMDS answers again: back to the fast path
 	defer out.Content.Close()
 	b, err := io.ReadAll(out.Content)
 	if err != nil {

@@ -434,8 +434,8 @@ func TestRequestCounts(t *testing.T) {
 		t.Errorf("refresh without reuse: %d requests, want 19", n)
 	}
 	reused, n := count(&full)
-	if n != 9 { // 2 listings + primary local-ipv4s + secondary 6 (no macs/, no VPC CIDRs)
-		t.Errorf("refresh with reuse: %d requests, want 9", n)
+	if n != 6 { // primary local-ipv4s, ipv4-prefix; secondary the same + ipv6s, ipv6-prefix (refresh.go)
+		t.Errorf("refresh with reuse: %d requests, want 6", n)
 	}
 	if diff := cmp.Diff(full, reused, netipComparers); diff != "" {
 		t.Errorf("reuse changed the snapshot (-full +reused):\n%s", diff)

@@ -243,7 +243,7 @@ func (l *loop) onLinkAdded(link core.Link) {
 	}
 	// Re-read everything: a re-attached ENI keeps its MAC but may get another device number, and
 	// a new one must not be planned from stale keys.
-	l.schedule(Pass{Reason: "link added " + link.Name, Fetch: true, Full: true})
+	l.schedule(Pass{Reason: "link added " + link.Name, Fetch: true, Full: true, Added: link.MAC})
 }
 
 func (l *loop) onLinkRenamed(link core.Link) {
@@ -271,6 +271,7 @@ func (l *loop) schedule(p Pass) {
 		return
 	}
 	l.next.Reason += ", " + p.Reason
+	l.next.Added = mergeAdded(l.next, p)
 	l.next.Fetch = l.next.Fetch || p.Fetch
 	l.next.Full = l.next.Full || p.Full
 }

@@ -181,7 +181,7 @@ func TestLinkEventsSettleIntoOnePass(t *testing.T) {
 	h.send(Trigger{Kind: LinkRenamed, Link: core.Link{Name: "ens6", Index: 3, MAC: "02:00:00:00:06:06", Driver: "ena"}})
 	h.send(Trigger{Kind: LinkAdded, Link: core.Link{Name: "veth9", Index: 9, MAC: "6a:00:00:00:00:09", Driver: "veth", Kind: "veth"}})
 	h.advance(time.Second)
-	want := []Pass{{Reason: "start", Fetch: true, Full: true}, {Reason: "link added eth1, link renamed ens6", Fetch: true, Full: true}}
+	want := []Pass{{Reason: "start", Fetch: true, Full: true}, {Reason: "link added eth1, link renamed ens6", Fetch: true, Full: true, Added: "02:00:00:00:06:06"}}
 	if !slices.Equal(h.passes, want) {
 		t.Errorf("passes %+v, want %+v", h.passes, want)
 	}

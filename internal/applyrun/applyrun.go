@@ -78,6 +78,10 @@ type Steps struct {
 	Detached func(ctx context.Context, present Present, ch *core.Changes) error
 	// Reload makes the manager take what changed, once for all interfaces. Optional.
 	Reload func(ctx context.Context, ch *core.Changes) error
+	// SkipUnchanged reports the interfaces WithUnchanged names as Configured without calling
+	// Interface for them. Only for backends whose Detached and Reload do not depend on Interface
+	// having run for every interface.
+	SkipUnchanged bool
 }
 
 // Run applies every planned interface in plan order, then removes the detached ones'
@@ -88,11 +92,17 @@ func Run(ctx context.Context, backend string, plan core.Plan, links []core.Link,
 	var rep core.Report
 	var errs []error
 	cancelled := false
+	var skip map[string]bool
+	if s.SkipUnchanged {
+		skip = unchanged(ctx)
+	}
 	for _, p := range plan.Interfaces {
 		var ir core.InterfaceReport
 		if err := ctx.Err(); err != nil {
 			cancelled = true
 			ir = Failed(fmt.Errorf("%s: apply stopped before %s: %w", backend, p.Name, err))
+		} else if skip[p.MAC] {
+			ir = Configured(nil) // applied and settled with this very plan by the last pass
 		} else {
 			ir = s.Interface(ctx, p, &rep.Changes)
 		}

@@ -18,7 +18,7 @@ import (
 
 // ENISpec describes one simulated ENI.
 type ENISpec struct {
-	// Slot N selects the subnet 10.99.N.0/24 (router 10.99.N.1) and the vpc-side link vpcN; 0..15.
+	// Slot N selects the subnet 10.99.N.0/24 (router 10.99.N.1) and the vpc-side link vpcN; 0..40.
 	Slot int
 	// Name is the instance-side link name, e.g. ens5.
 	Name string

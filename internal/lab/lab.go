@@ -41,7 +41,10 @@ const (
 	IMDSAddr     = "169.254.169.254"
 	internetAddr = "198.51.100.1" // TEST-NET-2: never routed anywhere real
 	vpcCIDR      = "10.99.0.0/16"
-	maxSlot      = 15
+	// maxSlot is the last ENI slot (subnet 10.99.N.0/24): 41 slots, enough for the scale
+	// benchmark's 32 ENIs on two network cards plus spares to hot-attach. A slot is the lab's
+	// subnet index only; the agent's tables follow device-number and network-card (core.TableFor).
+	maxSlot = 40
 )
 
 // Options configure a lab.

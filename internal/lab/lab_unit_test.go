@@ -90,7 +90,7 @@ func TestENISpecDefaultsAndValidation(t *testing.T) {
 		t.Errorf("normalized spec (-want +got):\n%s", diff)
 	}
 	bad := map[string]ENISpec{
-		"slot 16":            {Slot: 16, Name: "ens5"},
+		"slot 41":            {Slot: 41, Name: "ens5"},
 		"negative slot":      {Slot: -1, Name: "ens5"},
 		"no name":            {Slot: 0},
 		"name too long":      {Slot: 0, Name: "ens5678901234567"},
