@@ -39,6 +39,19 @@ func demo(ctx context.Context, o options) error {
 	if err := s.waitRule(10001, "10.99.1.20", true); err != nil {
 		return err
 	}
+	// The rules are in place before the manager has finished taking the ENIs over from its
+	// packaged configuration (it re-leases their addresses once): show the state once it has.
+	for _, wait := range []func() error{
+		func() error { return s.waitAddr(ens5.Name, "10.99.0.10/24") },
+		func() error { return s.waitAddr(ens5.Name, "10.99.0.20/32") },
+		func() error { return s.waitAddr(ens6.Name, "10.99.1.10/24") },
+		func() error { return s.waitAddr(ens6.Name, "10.99.1.20/32") },
+		func() error { return s.waitRoute(10001, "default via 10.99.1.1 dev ens6") },
+	} {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
 	say("The daemon is running (%s backend). What it planned:", o.backend)
 	plan, _ := s.l.Command(ctx, o.agent, "plan", "--config", "/etc/ec2-net-utils.conf").CombinedOutput()
 	show("ec2-net-utils plan", string(plan))

@@ -121,6 +121,13 @@ func (s *session) waitAddr(link, cidr string) error {
 	})
 }
 
+// waitRoute waits for a route in table, as `ip route show table` prints it.
+func (s *session) waitRoute(table int, route string) error {
+	return s.l.WaitFor(context.Background(), fmt.Sprintf("table %d has %s", table, route), 15*time.Second, func() (bool, error) {
+		return strings.Contains(s.ip("route", "show", "table", fmt.Sprint(table)), route), nil
+	})
+}
+
 // waitAddr6 waits for an IPv6 address on link that a socket can bind (DAD done).
 func (s *session) waitAddr6(link, addr string) error {
 	return s.l.WaitFor(context.Background(), link+" has "+addr, 15*time.Second, func() (bool, error) {
