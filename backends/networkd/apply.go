@@ -134,25 +134,36 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 		},
 	})
 	if ctx.Err() == nil {
-		for _, w := range ps.kernel {
-			kerr := b.syncKernel(w, &rep.Changes)
-			i := slices.IndexFunc(rep.Interfaces, func(ir core.InterfaceReport) bool { return ir.MAC == w.p.MAC })
-			if i < 0 || rep.Interfaces[i].Outcome != core.Configured {
-				err = errors.Join(err, kerr)
-				continue
-			}
-			name, mac := rep.Interfaces[i].Name, rep.Interfaces[i].MAC
-			switch {
-			case kerr != nil:
-				rep.Interfaces[i] = applyrun.Failed(kerr)
-				err = errors.Join(err, kerr)
-			case w.reconfigured && !b.exec.DryRun():
-				rep.Interfaces[i] = applyrun.Deferred(reasonReconfiguring, nil)
-			}
-			rep.Interfaces[i].Name, rep.Interfaces[i].MAC = name, mac
-		}
+		err = errors.Join(err, b.applyKernel(ps.kernel, &rep))
 	}
 	return rep, errors.Join(scanErr, err)
+}
+
+// applyKernel puts the rules and addresses of the ENIs with IPv6 into the kernel, after the reload,
+// and amends their outcome: Failed when that failed, Deferred when networkd reconfigures the link
+// for this pass's files. An interface that did not get as far as Configured keeps its outcome.
+func (b *Backend) applyKernel(work []kernelWork, rep *core.Report) error {
+	var errs []error
+	for _, w := range work {
+		err := b.syncKernel(w, &rep.Changes)
+		errs = append(errs, err)
+		i := slices.IndexFunc(rep.Interfaces, func(ir core.InterfaceReport) bool { return ir.MAC == w.p.MAC })
+		if i < 0 || rep.Interfaces[i].Outcome != core.Configured {
+			continue
+		}
+		var ir core.InterfaceReport
+		switch {
+		case err != nil:
+			ir = applyrun.Failed(err)
+		case w.reconfigured && !b.exec.DryRun():
+			ir = applyrun.Deferred(reasonReconfiguring, nil)
+		default:
+			continue
+		}
+		ir.Name, ir.MAC = rep.Interfaces[i].Name, rep.Interfaces[i].MAC
+		rep.Interfaces[i] = ir
+	}
+	return errors.Join(errs...)
 }
 
 // pass is what one Apply learnt about the directory and networkd before the interfaces.
