@@ -155,7 +155,7 @@ func (b *Backend) applyKernel(work []kernelWork, rep *core.Report) error {
 		switch {
 		case err != nil:
 			ir = applyrun.Failed(err)
-		case w.reconfigured && !b.exec.DryRun():
+		case w.reconfigured && !w.release && !b.exec.DryRun():
 			ir = applyrun.Deferred(reasonReconfiguring, nil)
 		default:
 			continue
@@ -193,11 +193,14 @@ func (b *Backend) applyOne(ps *pass, p core.InterfacePlan, ch *core.Changes) cor
 	if activeErr != nil {
 		activeErr = fmt.Errorf("networkd: %s: %w", p.Name, activeErr)
 	}
+	record := filepath.Join(b.dir, DropInDir(p, active), KernelRecord)
+	released, release, recErr := recordToRelease(p, record)
 	written, removed, err := b.applyInterface(p, active, ps.owned, ps.canRemove)
-	if KernelCarried(p) && err == nil && activeErr == nil {
-		ps.kernel = append(ps.kernel, kernelWork{p: p, record: filepath.Join(b.dir, DropInDir(p, active), KernelRecord),
-			reconfigured: len(written)+len(removed) > 0})
+	if (KernelCarried(p) || release) && err == nil && activeErr == nil {
+		ps.kernel = append(ps.kernel, kernelWork{p: p, record: record, reconfigured: len(written)+len(removed) > 0,
+			release: release, owned: released})
 	}
+	err = errors.Join(err, recErr)
 	ch.Written = append(ch.Written, written...)
 	ch.Removed = append(ch.Removed, removed...)
 	ps.changed = append(append(ps.changed, written...), removed...)

@@ -38,6 +38,10 @@ type kernelWork struct {
 	record string // absolute path of its KernelRecord
 	// reconfigured: this pass changed its files, so networkd reconfigures the link.
 	reconfigured bool
+	// release: the ENI has no IPv6 any more, so its files carry everything again; what the
+	// record (read before Apply removed it, into owned) lists and the plan no longer has goes.
+	release bool
+	owned   []netip.Prefix
 }
 
 // syncKernel makes the kernel hold the ENI's source rules and secondary addresses, removing
@@ -54,13 +58,16 @@ func (b *Backend) syncKernel(w kernelWork, ch *core.Changes) error {
 	if err := b.exec.Do("sync-rules", p.Name, func() error { return applyrun.SyncRules(b.kernel, p, ch) }); err != nil {
 		errs = append(errs, fmt.Errorf("networkd: %w", err))
 	}
-	owned, err := readRecord(w.record)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
+	owned := w.owned
+	if !w.release {
+		var err error
+		if owned, err = readRecord(w.record); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
 	}
 	link := core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC}
 	var added, removed []netip.Prefix
-	err = b.exec.Do("sync-addresses", p.Name, func() error {
+	err := b.exec.Do("sync-addresses", p.Name, func() error {
 		var err error
 		added, removed, err = b.kernel.SyncAddresses(link, p.Addresses, owned)
 		return err
@@ -70,6 +77,12 @@ func (b *Backend) syncKernel(w kernelWork, ch *core.Changes) error {
 	}
 	for _, a := range removed {
 		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: address %s", p.Name, a))
+	}
+	if w.release {
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))...)
+		}
+		return errors.Join(errs...)
 	}
 	record := p.Addresses
 	if err != nil {
@@ -117,6 +130,19 @@ func recordText(p core.InterfacePlan, addrs []netip.Prefix) []byte {
 		fmt.Fprintf(&b, "Address=%s\n", a)
 	}
 	return b.Bytes()
+}
+
+// recordToRelease returns the addresses of an ENI's record when the ENI has no IPv6 any more
+// (its files carry everything again, and Apply removes the record): ok is false without one.
+func recordToRelease(p core.InterfacePlan, name string) (owned []netip.Prefix, ok bool, err error) {
+	if KernelCarried(p) {
+		return nil, false, nil
+	}
+	if _, err := os.Stat(name); err != nil {
+		return nil, false, nil
+	}
+	owned, err = readRecord(name)
+	return owned, err == nil, err
 }
 
 // readRecord returns the addresses a KernelRecord lists; none when there is no record.

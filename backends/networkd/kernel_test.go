@@ -86,10 +86,32 @@ func TestENIWithIPv6KeepsRulesAndAddressesInTheKernelWithoutReloads(t *testing.T
 		t.Errorf("carriers %v (%v) do not name the kernel record", carriers, err)
 	}
 
+	// The IPv6 addresses unassigned: no IPv6 any more, the files carry everything again; the
+	// IPv6 rule and address the agent added go, the DHCPv6 address stays.
+	v4 := next
+	v4.IPv6 = false
+	v4.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32")}
+	v4.Rules = slices.DeleteFunc(slices.Clone(next.Rules), func(r core.Rule) bool { return r.Family == core.IPv6 })
+	v4.Routes = slices.DeleteFunc(slices.Clone(next.Routes), func(r core.Route) bool { return r.Destination.Addr().Is6() })
+	rep = plantest.Apply(t, f.backend, core.Plan{Interfaces: []core.InterfacePlan{v4}}, links)
+	if o := outcomes(rep)["ens6"]; o != core.Configured {
+		t.Errorf("IPv6 gone: ens6 %s, want configured", o)
+	}
+	if got := keys(tree(t, f.dir)); !slices.Equal(got, []string{"70-ens6.network", "70-ens6.network.d/ec2net_alias.conf",
+		"70-ens6.network.d/ec2net_policy_4.conf", "70-ens6.network.d/eni.conf"}) {
+		t.Errorf("files without IPv6: %v", got)
+	}
+	if slices.ContainsFunc(f.kernel.rules, func(r core.Rule) bool { return r.Family == core.IPv6 && r.Priority == 10001 }) {
+		t.Errorf("IPv6 rules of ours left: %v", f.kernel.rules)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), dhcp6}; !slices.Equal(f.kernel.addrs["ens6"], want) {
+		t.Errorf("addresses without IPv6: %v, want %v", f.kernel.addrs["ens6"], want)
+	}
+
 	// Detach: every file goes, the record with them, without a reload.
 	plantest.Apply(t, f.backend, core.Plan{}, nil)
-	if got := keys(tree(t, f.dir)); len(got) != 0 || f.reloader.calls != 1 {
-		t.Errorf("after detach: files %v, reloads %d; want none, 1", got, f.reloader.calls)
+	if got := keys(tree(t, f.dir)); len(got) != 0 || f.reloader.calls != 2 {
+		t.Errorf("after detach: files %v, reloads %d; want none, 2 (the first apply, IPv6 gone)", got, f.reloader.calls)
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, "70-ens6.network.d")); err == nil {
 		t.Error("the drop-in directory is left")

@@ -290,7 +290,8 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 	want := Render(p)
 	id := ProfileID(p.Name)
 	var kernelErr error
-	if KernelCarried(p) {
+	switch {
+	case KernelCarried(p):
 		var owned []netip.Prefix
 		if ours != nil {
 			owned = recordedAddresses(ours.Settings)
@@ -299,6 +300,10 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 		var record []netip.Prefix
 		record, kernelErr = b.syncKernel(p, owned, activated, ch)
 		want = withRecord(want, record)
+	case ours != nil && userData(ours.Settings)[TagKernel] != "":
+		// No IPv6 any more: the profile carries everything again, and what the agent added
+		// itself that the plan no longer has (the IPv6 rules and addresses) goes.
+		_, kernelErr = b.syncKernel(p, recordedAddresses(ours.Settings), true, ch)
 	}
 	if ours == nil {
 		var on dbus.ObjectPath

@@ -553,4 +553,22 @@ func TestENIWithIPv6AddressChangesNeedNoReapply(t *testing.T) {
 	if ours == nil || !slices.Equal(recordedAddresses(ours.Settings), next.Addresses) {
 		t.Errorf("the profile records %v, want %v", recordedAddresses(ours.Settings), next.Addresses)
 	}
+
+	// The IPv6 addresses unassigned: the profile carries everything again (one Reapply), and the
+	// IPv6 rules and address the agent added go; the DHCPv6 address stays.
+	v4 := next
+	v4.IPv6 = false
+	v4.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32")}
+	v4.Rules = slices.DeleteFunc(slices.Clone(next.Rules), func(r core.Rule) bool { return r.Family == core.IPv6 })
+	v4.Routes = slices.DeleteFunc(slices.Clone(next.Routes), func(r core.Route) bool { return r.Destination.Addr().Is6() })
+	plantest.Apply(t, f.b, core.Plan{Interfaces: []core.InterfacePlan{v4}}, linksOf([]core.InterfacePlan{v4}))
+	if slices.ContainsFunc(f.kernel.rules, func(r core.Rule) bool { return r.Family == core.IPv6 }) {
+		t.Errorf("IPv6 rules of ours left: %v", f.kernel.rules)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), dhcp6}; !slices.Equal(f.kernel.addrs[p.Name], want) {
+		t.Errorf("addresses without IPv6: %v, want %v", f.kernel.addrs[p.Name], want)
+	}
+	if d := diff(Render(v4), f.nm.devices[p.Name].applied); d != "" {
+		t.Errorf("ens6 does not run the IPv4 profile: differs at %s", d)
+	}
 }
