@@ -26,9 +26,15 @@ func networkdCandidate() candidate {
 			if e.bus != nil {
 				reloader = networkd.NewDBusReloader(e.bus)
 			}
+			// Without a handle only ENIs with IPv6 fail: their rules and addresses go in by netlink.
+			var kernel networkd.Kernel
+			if e.Netlink != nil {
+				kernel = e.Netlink
+			}
 			return networkd.New(networkd.Options{
 				Dir:      e.Config.Networkd.Dir,
 				Reloader: reloader,
+				Kernel:   kernel,
 				Logger:   e.Logger.Named("networkd"),
 				DryRun:   e.DryRun,
 			}), nil

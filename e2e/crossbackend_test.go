@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +24,10 @@ import (
 // or the manager's, by design of each), and the main table (each manager adds its own DHCP
 // extras there, e.g. networkd's host route to the gateway; its contents are checked per backend
 // by the scenarios).
+//
+// IPv6 is compared too: the rules of both families, the ENI tables' IPv6 routes (the RA router's
+// link-local address, which the lab's VPC router picks anew for every lab, written as
+// "fe80::router") and the DHCPv6 and secondary IPv6 addresses.
 type kernelState struct {
 	Rules     []string            // "priority: from X lookup T"
 	Tables    map[int][]string    // ENI table → "dst via gw dev"
@@ -39,7 +44,15 @@ func (e *env) kernelState(tables []int, links []string) kernelState {
 	}
 	slices.Sort(st.Rules)
 	for _, tbl := range tables {
-		st.Tables[tbl] = e.routes(tbl)
+		var routes []string
+		for _, r := range e.routes(tbl) {
+			if gw, rest, ok := strings.Cut(r, " via fe80:"); ok {
+				_, dev, _ := strings.Cut(rest, " dev ")
+				r = gw + " via fe80::router dev " + dev
+			}
+			routes = append(routes, r)
+		}
+		st.Tables[tbl] = routes
 	}
 	for _, name := range links {
 		l, err := e.nl.LinkByName(name)
@@ -59,16 +72,19 @@ func (e *env) kernelState(tables []int, links []string) kernelState {
 	return st
 }
 
-// TestEveryBackendLeavesTheKernelInTheSameState runs one IMDS scenario — a primary ENI with a
-// secondary address, a secondary ENI with two addresses and a delegated prefix whose addresses are
-// assigned, and a third ENI hot-attached — against every backend's real manager and compares the
-// rules, ENI-table routes and addresses they leave in the kernel.
+// TestEveryBackendLeavesTheKernelInTheSameState runs one IMDS scenario — a dual-stack primary ENI
+// with a secondary address, a dual-stack secondary ENI with two addresses of each family, a
+// delegated IPv4 prefix whose addresses are assigned and a delegated IPv6 prefix, and a third
+// dual-stack ENI hot-attached — against every backend's real manager and compares the rules,
+// ENI-table routes and addresses of both families they leave in the kernel.
 func TestEveryBackendLeavesTheKernelInTheSameState(t *testing.T) {
 	states := map[string]kernelState{}
 	for _, bc := range backendCases {
 		t.Run(bc.name, func(t *testing.T) {
+			third := thirdENI()
+			third.IPv6s = []string{"fd00:99:0:2::10"}
 			e := newEnv(t, bc, envOptions{
-				enis:       []lab.ENISpec{primaryENI(), secondENI(), thirdENI()},
+				enis:       []lab.ENISpec{dualStackPrimary(), dualStackSecond(), third},
 				interfaces: "assign_prefix_addresses = true",
 			})
 			must(t, e.l.UpdateIMDS(func(s *scenario.Scenario) {
@@ -83,9 +99,19 @@ func TestEveryBackendLeavesTheKernelInTheSameState(t *testing.T) {
 			e.waitFor("ens7's table routes", func() (bool, error) {
 				return slices.Contains(e.routes(10002), "default via 10.99.2.1 dev ens7"), nil
 			})
+			e.waitRule(rule{Priority: 10002, Table: 10002, From: "fd00:99:0:2::10/128"}, true)
+			e.waitRule(ens6Rule6Prefix, true)
+			for table, link := range map[int]string{10000: "ens5", 10001: "ens6", 10002: "ens7"} {
+				e.waitFor(fmt.Sprintf("RA default route in table %d", table), func() (bool, error) { return e.raDefaultIn(table, link), nil })
+			}
+			for _, s := range []lab.ENISpec{dualStackPrimary(), dualStackSecond(), third} {
+				e.waitForLeases(s)
+			}
+			e.waitFor("ens6's second ipv6s entry", func() (bool, error) { return e.hasAddress6("ens6", "fd00:99:0:1::20"), nil })
 			time.Sleep(1500 * time.Millisecond) // one more refresh: settled
 			states[bc.name] = e.kernelState([]int{10000, 10001, 10002}, []string{"ens5", "ens6", "ens7"})
-			for _, src := range []string{"10.99.0.20", "10.99.1.20", "10.99.1.70", "10.99.2.10"} {
+			for _, src := range []string{"10.99.0.20", "10.99.1.20", "10.99.1.70", "10.99.2.10",
+				"fd00:99::10", "fd00:99:0:1::10", "fd00:99:0:1::20", "fd00:99:0:2::10"} {
 				e.mustPing(src)
 			}
 		})
@@ -95,7 +121,7 @@ func TestEveryBackendLeavesTheKernelInTheSameState(t *testing.T) {
 	if !ok {
 		t.Skipf("no state from %s to compare with", first)
 	}
-	if len(want.Rules) == 0 || len(want.Addresses["ens6"]) < 18 {
+	if len(want.Rules) == 0 || len(want.Addresses["ens6"]) < 20 || !slices.ContainsFunc(want.Rules, func(r string) bool { return strings.Contains(r, ":") }) {
 		t.Fatalf("%s's state is too thin to compare: %+v", first, want)
 	}
 	t.Logf("%s: %+v", first, want)

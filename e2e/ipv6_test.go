@@ -44,7 +44,6 @@ var (
 // Scenario 1: boot with a dual-stack secondary ENI (two ipv6s, an ipv6-prefix /80).
 func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), dualStackSecond()}})
 		e.addForeignRules()
 		defer e.dumpIPv6OnFailure()
@@ -97,7 +96,6 @@ func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 // manager must pick up the RA later without restarting IPv6.
 func TestIPv6HotAttachedDualStackENIIsRouted(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
 		third := thirdENI()
 		third.IPv6s = []string{"fd00:99:0:2::10"}
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), secondENI(), third}})
@@ -133,8 +131,6 @@ func TestIPv6HotAttachedDualStackENIIsRouted(t *testing.T) {
 // meanwhile, nor during an IPv4 change.
 func TestIPv6AddressAddedAndRemovedDropsNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
-		skipKnown(t, bc, "networkd", networkdReloadDrop)
 		second := secondENI()
 		second.IPv6s = []string{"fd00:99:0:1::10"}
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), second}})
@@ -192,7 +188,6 @@ func TestIPv6AddressAddedAndRemovedDropsNothing(t *testing.T) {
 // Scenario 8: detaching a dual-stack ENI removes its IPv6 rules and routes too.
 func TestIPv6DetachLeavesNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), dualStackSecond()}})
 		e.addForeignRules()
 		defer e.dumpIPv6OnFailure()
@@ -265,22 +260,6 @@ func TestIPv6OnlyInstanceFindsIMDSWithoutConfiguration(t *testing.T) {
 		e.mustPing("fd00:99::10")
 		e.assertForeignRulesIntact()
 	})
-}
-
-// Defects of issue #12 outside the agent's core, each skipping only the backend case it breaks.
-const (
-	nmReapplyLoop = "NetworkManager's Reapply restarts IPv6 on the link: the DHCPv6 address (and addresses NM " +
-		"added) go and DHCPv6 never gets a lease again, the router flip-flops"
-	networkdReloadDrop = "every networkd reload that changes an ENI's files drops its DHCPv6 address and the ENI " +
-		"table's RA default route for about a second"
-)
-
-// skipKnown skips bc's case of a scenario when bc is backend: defect, in one line, is why.
-func skipKnown(t *testing.T, bc backendCase, backend, defect string) {
-	t.Helper()
-	if bc.name == backend {
-		t.Skip("issue #12: " + defect)
-	}
 }
 
 // waitForLeases waits for an ENI's DHCP addresses: the primary IPv4 one and, on a dual-stack or
@@ -546,7 +525,6 @@ func (e *env) waitDHCPv6Back(d *ipv6Drops, start time.Time) {
 // rule, no IPv4 route (above all no IPv4 default) in its table.
 func TestIPv6OnlyENIOnADualStackInstance(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
 		second := lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1, IPv6Only: true,
 			IPv6s: []string{"fd00:99:0:1::10", "fd00:99:0:1::20"}, Attached: true}
 		e := newEnv(t, bc, envOptions{enis: []lab.ENISpec{dualStackPrimary(), second}})
@@ -590,7 +568,6 @@ func TestIPv6OnlyENIOnADualStackInstance(t *testing.T) {
 // default route in main) to the route in the ENI table.
 func TestIPv6LateRAPutsTheDefaultRouteInPlace(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
-		skipKnown(t, bc, "networkmanager", nmReapplyLoop)
 		third := thirdENI()
 		third.IPv6s = []string{"fd00:99:0:2::10"}
 		// No refresh during the test: the RA itself must get the route in place.

@@ -298,43 +298,12 @@ func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Chan
 }
 
 // syncRules adds the plan's rules and removes ours at the ENI's priority that the plan no longer
-// has (a secondary address or prefix unassigned). Ours means priority == table == the ENI's
-// table: the VPC CNI's rules into the same table, at other priorities, are never touched.
+// has (see applyrun.SyncRules).
 func (b *Backend) syncRules(p core.InterfacePlan, ch *core.Changes) error {
-	added, err := b.kernel.EnsureRules(p.Rules)
-	for _, r := range added {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: rule %s", p.Name, r))
-	}
-	if err != nil {
-		return fmt.Errorf("ifcfg: %s: %w", p.Name, err)
-	}
-	have, err := b.kernel.Rules(p.Priority, p.Priority)
-	if err != nil {
-		return fmt.Errorf("ifcfg: %s: %w", p.Name, err)
-	}
-	var stale []core.Rule
-	for _, r := range have {
-		if !core.OwnsRule(r.Priority, r.Table) || r.Table != p.Table || slices.ContainsFunc(p.Rules, sameRule(r)) {
-			continue
-		}
-		stale = append(stale, r)
-	}
-	if len(stale) == 0 {
-		return nil
-	}
-	if err := b.kernel.DeleteRules(stale); err != nil {
-		return fmt.Errorf("ifcfg: %s: %w", p.Name, err)
-	}
-	for _, r := range stale {
-		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", p.Name, r))
+	if err := applyrun.SyncRules(b.kernel, p, ch); err != nil {
+		return fmt.Errorf("ifcfg: %w", err)
 	}
 	return nil
-}
-
-func sameRule(a core.Rule) func(core.Rule) bool {
-	return func(b core.Rule) bool {
-		return a.Family == b.Family && a.From.Masked() == b.From.Masked() && a.Table == b.Table && a.Priority == b.Priority
-	}
 }
 
 // raRouter is the IPv6 gateway of the ENI table's default route as the kernel has it, for
@@ -478,25 +447,9 @@ func (b *Backend) forget(iface string, st ifaceState, tables map[int]bool, files
 
 // flushTable removes our rules into an ENI table that is no longer planned, then its routes.
 func (b *Backend) flushTable(iface string, table int, ch *core.Changes) error {
-	have, err := b.kernel.Rules(table, table)
-	if err != nil {
-		return fmt.Errorf("ifcfg: %s: %w", iface, err)
-	}
-	var ours []core.Rule
-	for _, r := range have {
-		if core.OwnsRule(r.Priority, r.Table) && r.Table == table {
-			ours = append(ours, r)
-		}
-	}
 	var errs []error
-	if len(ours) > 0 {
-		if err := b.kernel.DeleteRules(ours); err != nil {
-			errs = append(errs, fmt.Errorf("ifcfg: %s: %w", iface, err))
-		} else {
-			for _, r := range ours {
-				ch.Removed = append(ch.Removed, fmt.Sprintf("%s: rule %s", iface, r))
-			}
-		}
+	if err := applyrun.DeleteTableRules(b.kernel, iface, table, ch); err != nil {
+		errs = append(errs, fmt.Errorf("ifcfg: %w", err))
 	}
 	n, err := b.kernel.DeleteRoutesInTable(table)
 	if n > 0 {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -34,7 +35,10 @@ type Options struct {
 	// Reloader makes networkd re-read its files. Required: Apply fails when a reload is due
 	// and there is none.
 	Reloader Reloader
-	Logger   hclog.Logger
+	// Kernel puts the source rules and secondary addresses of ENIs with IPv6 into the kernel
+	// (see KernelCarried). Needed only for plans with IPv6.
+	Kernel Kernel
+	Logger hclog.Logger
 	// DryRun computes what Apply would change (for `apply --dry-run` and `plan`) and changes
 	// nothing: no file written or removed, no reload. Changes.Reloads counts the reload it would do.
 	DryRun bool
@@ -46,6 +50,7 @@ type Backend struct {
 	dir      string
 	files    NetworkFiles
 	reloader Reloader
+	kernel   Kernel
 	log      hclog.Logger
 	exec     *applyrun.Executor
 
@@ -61,7 +66,7 @@ var _ core.Backend = (*Backend)(nil)
 
 // New returns a networkd backend.
 func New(opts Options) *Backend {
-	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, log: opts.Logger,
+	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, kernel: opts.Kernel, log: opts.Logger,
 		exec: applyrun.NewExecutor(opts.DryRun)}
 	if b.dir == "" {
 		b.dir = DefaultDir
@@ -92,6 +97,11 @@ func (b *Backend) Actions() []string { return b.exec.Actions() }
 // others are still applied; nothing of an interface is removed after an error on it. Every
 // interface networkd runs the files of is Configured; one whose files could not be written, or
 // whose active file networkd could not tell, is Failed.
+//
+// The source rules and secondary addresses of an ENI with IPv6 are not in its files
+// (KernelCarried): after the reload Apply puts them into the kernel itself, and the ENI is
+// Deferred when its files changed in this pass (networkd drops foreign addresses as it
+// reconfigures the link; the next pass adds them again).
 func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) (core.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -123,7 +133,37 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 			return nil
 		},
 	})
+	if ctx.Err() == nil {
+		err = errors.Join(err, b.applyKernel(ps.kernel, &rep))
+	}
 	return rep, errors.Join(scanErr, err)
+}
+
+// applyKernel puts the rules and addresses of the ENIs with IPv6 into the kernel, after the reload,
+// and amends their outcome: Failed when that failed, Deferred when networkd reconfigures the link
+// for this pass's files. An interface that did not get as far as Configured keeps its outcome.
+func (b *Backend) applyKernel(work []kernelWork, rep *core.Report) error {
+	var errs []error
+	for _, w := range work {
+		err := b.syncKernel(w, &rep.Changes)
+		errs = append(errs, err)
+		i := slices.IndexFunc(rep.Interfaces, func(ir core.InterfaceReport) bool { return ir.MAC == w.p.MAC })
+		if i < 0 || rep.Interfaces[i].Outcome != core.Configured {
+			continue
+		}
+		var ir core.InterfaceReport
+		switch {
+		case err != nil:
+			ir = applyrun.Failed(err)
+		case w.reconfigured && !w.release && !b.exec.DryRun():
+			ir = applyrun.Deferred(reasonReconfiguring, nil)
+		default:
+			continue
+		}
+		ir.Name, ir.MAC = rep.Interfaces[i].Name, rep.Interfaces[i].MAC
+		rep.Interfaces[i] = ir
+	}
+	return errors.Join(errs...)
 }
 
 // pass is what one Apply learnt about the directory and networkd before the interfaces.
@@ -135,6 +175,8 @@ type pass struct {
 	lookupErrs map[int]error
 	// changed lists the files written or removed for present interfaces: they need a reload.
 	changed []string
+	// kernel lists the ENIs whose rules and addresses go into the kernel after the reload.
+	kernel []kernelWork
 }
 
 // applyOne writes one planned interface's files and says what came of it.
@@ -151,7 +193,14 @@ func (b *Backend) applyOne(ps *pass, p core.InterfacePlan, ch *core.Changes) cor
 	if activeErr != nil {
 		activeErr = fmt.Errorf("networkd: %s: %w", p.Name, activeErr)
 	}
+	record := filepath.Join(b.dir, DropInDir(p, active), KernelRecord)
+	released, release, recErr := recordToRelease(p, record)
 	written, removed, err := b.applyInterface(p, active, ps.owned, ps.canRemove)
+	if (KernelCarried(p) || release) && err == nil && activeErr == nil {
+		ps.kernel = append(ps.kernel, kernelWork{p: p, record: record, reconfigured: len(written)+len(removed) > 0,
+			release: release, owned: released})
+	}
+	err = errors.Join(err, recErr)
 	ch.Written = append(ch.Written, written...)
 	ch.Removed = append(ch.Removed, removed...)
 	ps.changed = append(append(ps.changed, written...), removed...)
@@ -208,7 +257,10 @@ func (b *Backend) reportedFiles(names map[int]string) (map[int]string, map[int]e
 // changed). Writing comes first so the link is never left without its configuration.
 func (b *Backend) applyInterface(p core.InterfacePlan, active ActiveFile, owned []ownedFile, canRemove bool) (written, removed []string, err error) {
 	files := Render(p, active)
-	want := make(map[string]bool, len(files))
+	want := make(map[string]bool, len(files)+1)
+	if KernelCarried(p) {
+		want[filepath.Join(b.dir, DropInDir(p, active), KernelRecord)] = true // syncKernel writes it
+	}
 	var wantInfo []fs.FileInfo
 	for _, f := range files {
 		name := filepath.Join(b.dir, f.Path)

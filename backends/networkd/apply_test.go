@@ -31,19 +31,20 @@ func (r *countingReloader) Reload(ctx context.Context) error {
 type fixture struct {
 	dir, state string
 	reloader   *countingReloader
+	kernel     *fakeKernel
 	backend    *Backend
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	root := t.TempDir()
-	f := &fixture{dir: filepath.Join(root, "network"), state: filepath.Join(root, "links"), reloader: &countingReloader{}}
+	f := &fixture{dir: filepath.Join(root, "network"), state: filepath.Join(root, "links"), reloader: &countingReloader{}, kernel: &fakeKernel{}}
 	for _, d := range []string{f.dir, f.state} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.backend = New(Options{Dir: f.dir, StateDir: f.state, Reloader: f.reloader})
+	f.backend = New(Options{Dir: f.dir, StateDir: f.state, Reloader: f.reloader, Kernel: f.kernel})
 	return f
 }
 
@@ -116,8 +117,19 @@ var (
 	ens6 = core.Link{Name: "ens6", Index: 3, MAC: "02:aa:bb:cc:dd:ee", Driver: "ena"}
 )
 
+// twoENIs is the primary and an IPv4 secondary ENI: all of their configuration is in files (an
+// ENI with IPv6 keeps its rules and addresses in the kernel; see TestENIWithIPv6...).
 func twoENIs() (core.Plan, []core.Link) {
-	return core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), plantest.SecondaryDualStack()}}, []core.Link{ens5, ens6}
+	return core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), secondaryIPv4()}}, []core.Link{ens5, ens6}
+}
+
+// secondaryIPv4 is plantest.SecondaryDualStack on a subnet without IPv6.
+func secondaryIPv4() core.InterfacePlan {
+	p := plantest.SecondaryDualStack()
+	p.IPv6 = false
+	p.Rules = slices.DeleteFunc(p.Rules, func(r core.Rule) bool { return r.Family == core.IPv6 })
+	p.Routes = slices.DeleteFunc(p.Routes, func(r core.Route) bool { return r.Destination.Addr().Is6() })
+	return p
 }
 
 func rel(dir string, paths []string) []string {
@@ -136,7 +148,7 @@ func rel(dir string, paths []string) []string {
 var twoENIFiles = []string{
 	"70-ens5.network", "70-ens5.network.d/ec2net_alias.conf", "70-ens5.network.d/eni.conf",
 	"70-ens6.network", "70-ens6.network.d/ec2net_alias.conf", "70-ens6.network.d/ec2net_policy_4.conf",
-	"70-ens6.network.d/ec2net_policy_6.conf", "70-ens6.network.d/eni.conf",
+	"70-ens6.network.d/eni.conf",
 }
 
 func TestFirstApplyWritesEveryFileAndReloadsOnce(t *testing.T) {
@@ -238,7 +250,7 @@ func TestDetachRemovesTheInterfaceFilesWithoutReload(t *testing.T) {
 	ch := f.apply(t, core.Plan{Interfaces: plan.Interfaces[:1]}, []core.Link{ens5})
 	want := []string{
 		"70-ens6.network", "70-ens6.network.d/ec2net_alias.conf", "70-ens6.network.d/ec2net_policy_4.conf",
-		"70-ens6.network.d/ec2net_policy_6.conf", "70-ens6.network.d/eni.conf",
+		"70-ens6.network.d/eni.conf",
 	}
 	if diff := cmp.Diff(want, rel(f.dir, ch.Removed)); diff != "" {
 		t.Errorf("removed (-want +got):\n%s", diff)
@@ -318,7 +330,7 @@ func TestReattachUnderNewNameLeavesNoStaleFiles(t *testing.T) {
 
 	ens7 := ens6
 	ens7.Name, ens7.Index = "ens7", 5
-	p7 := plantest.SecondaryDualStack()
+	p7 := secondaryIPv4()
 	p7.Name, p7.Index = "ens7", 5
 	ch := f.apply(t, core.Plan{Interfaces: []core.InterfacePlan{plantest.Primary(), p7}}, []core.Link{ens5, ens7})
 
@@ -327,8 +339,8 @@ func TestReattachUnderNewNameLeavesNoStaleFiles(t *testing.T) {
 			t.Errorf("stale file left: %s", k)
 		}
 	}
-	if n := len(ch.Written); n != 5 {
-		t.Errorf("wrote %d files for ens7, want 5", n)
+	if n := len(ch.Written); n != 4 {
+		t.Errorf("wrote %d files for ens7, want 4", n)
 	}
 	if ch.Reloads != 1 {
 		t.Errorf("reloads = %d, want 1 (ens7 is new)", ch.Reloads)
@@ -647,7 +659,7 @@ func TestActionsForAPlanAndTheFilesOnDisk(t *testing.T) {
 	var writeAll []string
 	for _, rel := range []string{"70-ens5.network", "70-ens5.network.d/eni.conf", "70-ens5.network.d/ec2net_alias.conf",
 		"70-ens6.network", "70-ens6.network.d/eni.conf", "70-ens6.network.d/ec2net_policy_4.conf",
-		"70-ens6.network.d/ec2net_policy_6.conf", "70-ens6.network.d/ec2net_alias.conf"} {
+		"70-ens6.network.d/ec2net_alias.conf"} {
 		writeAll = append(writeAll, "write "+file(rel))
 	}
 	for _, tc := range []struct {
@@ -673,7 +685,7 @@ func TestActionsForAPlanAndTheFilesOnDisk(t *testing.T) {
 			links:  links[:1],
 			actions: []string{
 				"remove " + file("70-ens6.network"), "remove " + file("70-ens6.network.d/eni.conf"),
-				"remove " + file("70-ens6.network.d/ec2net_policy_4.conf"), "remove " + file("70-ens6.network.d/ec2net_policy_6.conf"),
+				"remove " + file("70-ens6.network.d/ec2net_policy_4.conf"),
 				"remove " + file("70-ens6.network.d/ec2net_alias.conf"), "remove-if-empty " + file("70-ens6.network.d"),
 			},
 		},
@@ -736,4 +748,59 @@ func TestTemporaryFilesOfAKilledWriteAreRemovedAtStart(t *testing.T) {
 			t.Errorf("%s, not ours, was removed", rel)
 		}
 	}
+}
+
+// fakeKernel records the rules and addresses the backend puts into the kernel itself.
+type fakeKernel struct {
+	rules []core.Rule
+	addrs map[string][]netip.Prefix
+}
+
+func (k *fakeKernel) Rules(lo, hi int) ([]core.Rule, error) {
+	var out []core.Rule
+	for _, r := range k.rules {
+		if r.Priority >= lo && r.Priority <= hi {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
+	var added []core.Rule
+	for _, r := range want {
+		if !slices.Contains(k.rules, r) {
+			k.rules = append(k.rules, r)
+			added = append(added, r)
+		}
+	}
+	return added, nil
+}
+
+func (k *fakeKernel) DeleteRules(rules []core.Rule) error {
+	for _, r := range rules {
+		k.rules = slices.DeleteFunc(k.rules, func(h core.Rule) bool { return h == r })
+	}
+	return nil
+}
+
+func (k *fakeKernel) SyncAddresses(link core.Link, want, owned []netip.Prefix) (added, removed []netip.Prefix, err error) {
+	if k.addrs == nil {
+		k.addrs = map[string][]netip.Prefix{}
+	}
+	have := k.addrs[link.Name]
+	for _, a := range want {
+		if !slices.Contains(have, a) {
+			have = append(have, a)
+			added = append(added, a)
+		}
+	}
+	for _, a := range owned {
+		if !slices.Contains(want, a) && slices.Contains(have, a) {
+			have = slices.DeleteFunc(have, func(h netip.Prefix) bool { return h == a })
+			removed = append(removed, a)
+		}
+	}
+	k.addrs[link.Name] = have
+	return added, removed, nil
 }

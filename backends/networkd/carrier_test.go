@@ -42,7 +42,6 @@ func TestCarriersNameTheActiveFileAndOurs(t *testing.T) {
 		{Name: "70-ens6.network", Ours: true},
 		{Name: "70-ens6.network.d/eni.conf", Ours: true},
 		{Name: "70-ens6.network.d/ec2net_policy_4.conf", Ours: true},
-		{Name: "70-ens6.network.d/ec2net_policy_6.conf", Ours: true},
 		{Name: "70-ens6.network.d/ec2net_alias.conf", Ours: true},
 	}, carriers(ens6Plan)); diff != "" {
 		t.Errorf("ens6 before networkd picks it up (-want +got):\n%s", diff)
@@ -63,12 +62,12 @@ func TestCarriersNameTheActiveFileAndOurs(t *testing.T) {
 	}, carriers(ens5Plan)); diff != "" {
 		t.Errorf("ens5 on netplan's file (-want +got):\n%s", diff)
 	}
-	if got := carriers(ens6Plan); len(got) != 5 || got[0] != (core.Carrier{Name: "70-ens6.network", InUse: true, Ours: true}) {
+	if got := carriers(ens6Plan); len(got) != 4 || got[0] != (core.Carrier{Name: "70-ens6.network", InUse: true, Ours: true}) {
 		t.Errorf("ens6 on its own file: %+v", got)
 	}
 
 	f.setNetworkFile(t, ens6.Index, override)
-	if got := carriers(ens6Plan); len(got) != 6 || got[0] != (core.Carrier{Name: override, InUse: true}) ||
+	if got := carriers(ens6Plan); len(got) != 5 || got[0] != (core.Carrier{Name: override, InUse: true}) ||
 		got[1] != (core.Carrier{Name: "70-ens6.network", Ours: true}) {
 		t.Errorf("ens6 under a user's override: %+v", got)
 	}

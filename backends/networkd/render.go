@@ -27,10 +27,14 @@ const (
 	Policy4DropIn   = "ec2net_policy_4.conf"
 	Policy6DropIn   = "ec2net_policy_6.conf"
 	AliasDropIn     = "ec2net_alias.conf"
+	// KernelRecord is not a networkd file (networkd reads only *.conf drop-ins): it lists the
+	// secondary addresses the agent assigned itself to an ENI whose rules and addresses live in
+	// the kernel (see KernelCarried), so that the agent, status and cleanup know what is ours.
+	KernelRecord = "ec2-net-utils.kernel"
 )
 
 // dropInNames are the drop-in names the agent may own, in the order it renders them.
-var dropInNames = [...]string{ENIDropIn, Policy4DropIn, Policy6DropIn, AliasDropIn}
+var dropInNames = [...]string{ENIDropIn, Policy4DropIn, Policy6DropIn, AliasDropIn, KernelRecord}
 
 // marker starts the first line of every file the agent writes ("# " + marker + interface name).
 // It is how Apply recognises its own files, also in another generator's drop-in directory and
@@ -62,9 +66,28 @@ type File struct {
 // Files is what Render produces for one interface, in the order Apply writes it.
 type Files []File
 
+// KernelCarried reports whether the agent puts an ENI's source rules and secondary addresses into
+// the kernel itself (netlink) instead of into drop-ins: on a subnet with IPv6. networkd 252
+// reconfigures a link whenever a reload changes its files, and the reconfiguration restarts the
+// link's DHCPv6 client, which drops the DHCPv6 address and the ENI table's RA default route for
+// about a second (issue #12; KeepConfiguration=dhcp keeps only the IPv4 lease). Addresses and
+// prefixes come and go in IMDS; with them out of the files, the files of an ENI with IPv6 change
+// only when its stable configuration (table routes, metric, MTU) does.
+func KernelCarried(p core.InterfacePlan) bool { return p.IPv6 }
+
+// DropInDir is the drop-in directory of an ENI's active .network file, relative to the
+// backend's directory.
+func DropInDir(p core.InterfacePlan, active ActiveFile) string {
+	if active.Foreign() {
+		return path.Base(active.Path) + ".d"
+	}
+	return NetworkFileName(p.Name) + ".d"
+}
+
 // Render returns the files that configure one ENI. It is pure and deterministic: the same plan
 // and active file give the same bytes. Files that would be empty (no rules of a family, no
-// secondary addresses) are left out; Apply removes them if they exist.
+// secondary addresses) are left out; Apply removes them if they exist. For an ENI whose rules and
+// addresses the kernel carries (KernelCarried) there are no policy or alias drop-ins.
 func Render(p core.InterfacePlan, active ActiveFile) Files {
 	base := NetworkFileName(p.Name)
 	if active.Foreign() {
@@ -83,6 +106,9 @@ func Render(p core.InterfacePlan, active ActiveFile) Files {
 		add(base, networkSections(p))
 	}
 	add(dropIn+ENIDropIn, eniSections(p, active))
+	if KernelCarried(p) {
+		return files
+	}
 	add(dropIn+Policy4DropIn, ruleSections(p, core.IPv4))
 	add(dropIn+Policy6DropIn, ruleSections(p, core.IPv6))
 	add(dropIn+AliasDropIn, addressSections(p))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -37,15 +38,18 @@ type Options struct {
 	// DeviceWait bounds how long Apply waits for NM to pick up a link the kernel already has
 	// (right after a hot attach). Default DefaultDeviceWait.
 	DeviceWait time.Duration
-	// Kernel adds the ENI tables' IPv6 default routes, the one part of a plan NM is not given
-	// (see ensureRARoutes). Needed only for plans with IPv6.
+	// Kernel adds the ENI tables' IPv6 default routes (see ensureRARoutes), and the source rules
+	// and secondary addresses of ENIs with IPv6 (see KernelCarried): the parts of a plan NM is
+	// not given. Needed only for plans with IPv6.
 	Kernel Kernel
 }
 
 // Kernel is the part of netlink the backend uses; *netlinkx.Handle implements it.
 type Kernel interface {
+	applyrun.RuleKernel
 	RoutesInTable(table int) ([]core.Route, error)
 	EnsureRoutes(link core.Link, routes []core.Route) ([]core.Route, error)
+	SyncAddresses(link core.Link, want, owned []netip.Prefix) (added, removed []netip.Prefix, err error)
 }
 
 var _ Kernel = (*netlinkx.Handle)(nil)
@@ -271,19 +275,37 @@ func (b *Backend) settle(p core.InterfacePlan, obs Observed, reapplied bool, err
 // autoconnect: NM takes the profile as it is. The ENI table's IPv6 default route waits for the
 // next pass: the activation restarts IPv6 and loses the router, and the device's deactivation
 // would flush a route added now.
-func activating(p core.InterfacePlan) core.InterfaceReport {
-	if hasRARoute(p) {
-		return applyrun.Deferred(ReasonRA, nil)
+func activating(p core.InterfacePlan, err error) core.InterfaceReport {
+	if hasRARoute(p) || KernelCarried(p) {
+		return applyrun.Deferred(ReasonRA, err)
 	}
-	return applyrun.Configured(nil)
+	return applyrun.Configured(err)
 }
 
 // runOwn makes the device run the agent's profile: created (and activated in place of the base
-// or on an idle device), or updated and reapplied.
+// or on an idle device), or updated and reapplied. For an ENI with IPv6 (KernelCarried) the
+// rules and addresses go into the kernel here too: the rules always, the addresses once the
+// device is activated (an activation flushes the link's IPv6 addresses).
 func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, kind runs, ours *profile, obs Observed,
 	ch *core.Changes) core.InterfaceReport {
 	want := Render(p)
 	id := ProfileID(p.Name)
+	var kernelErr error
+	switch {
+	case KernelCarried(p):
+		var owned []netip.Prefix
+		if ours != nil {
+			owned = recordedAddresses(ours.Settings)
+		}
+		activated := ours != nil && kind == runsOurs && dev.State == gonm.NmDeviceStateActivated
+		var record []netip.Prefix
+		record, kernelErr = b.syncKernel(p, owned, activated, ch)
+		want = withRecord(want, record)
+	case ours != nil && userData(ours.Settings)[TagKernel] != "":
+		// No IPv6 any more: the profile carries everything again, and what the agent added
+		// itself that the plan no longer has (the IPv6 rules and addresses) goes.
+		_, kernelErr = b.syncKernel(p, recordedAddresses(ours.Settings), true, ch)
+	}
 	if ours == nil {
 		var on dbus.ObjectPath
 		if kind == runsBase || (dev.Autoconnect && dev.State >= gonm.NmDeviceStateDisconnected) {
@@ -300,21 +322,21 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 			ch.Reloads++
 		}
 		b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", on != "", "dry_run", b.exec.DryRun())
-		return activating(p)
+		return activating(p, kernelErr)
 	}
 
 	if err := b.ensureProfile(ctx, p, ours, want, ch); err != nil {
-		return applyrun.Failed(err)
+		return applyrun.Failed(errors.Join(err, kernelErr))
 	}
 	switch kind {
 	case runsOurs:
 		if dev.State == gonm.NmDeviceStateActivated {
 			reloads := ch.Reloads
 			err := b.reapplyOwn(ctx, p, dev, want, ch)
-			return b.settle(p, obs, ch.Reloads > reloads, err, ch)
+			return b.settle(p, obs, ch.Reloads > reloads, errors.Join(err, kernelErr), ch)
 		}
 		// Still activating: the device takes the profile as it is now; the next pass compares again.
-		return applyrun.Deferred(reasonActivating, nil)
+		return applyrun.Deferred(reasonActivating, kernelErr)
 	case runsBase:
 		if err := b.exec.Do("activate", id, func() error { return b.api.Activate(ctx, ours.Path, dev.Path) }); err != nil {
 			return applyrun.Failed(fmt.Errorf("activate %s: %w", id, err))
@@ -324,7 +346,7 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 	case runsNone:
 		// NM's autoconnect decides: the profile may have been taken down on purpose.
 	}
-	return activating(p)
+	return activating(p, kernelErr)
 }
 
 // device looks the interface up in NM, waiting a bounded time for NM to pick up a link the
@@ -386,9 +408,13 @@ func (b *Backend) ensureProfile(ctx context.Context, p core.InterfacePlan, ours 
 }
 
 // reapplyOwn makes the device take the agent's profile as it is now, if what it applies differs.
+// The user data is not compared: it changes nothing on the link (for an ENI with IPv6 it records
+// the addresses the agent added itself), and every Reapply restarts IPv6 on NM 1.42.
 func (b *Backend) reapplyOwn(ctx context.Context, p core.InterfacePlan, dev device, want Settings, ch *core.Changes) error {
+	compared := maps.Clone(want)
+	delete(compared, "user")
 	return b.reapply(ctx, p, dev, ch, func(applied Settings) (Settings, string) {
-		return nil, diff(want, applied)
+		return nil, diff(compared, applied)
 	})
 }
 

@@ -474,7 +474,7 @@ func TestRouteIsCheckedAgainAfterAReapply(t *testing.T) {
 	f.apply(t, p)
 	f.calls()
 
-	p.Addresses = append(p.Addresses, netip.MustParsePrefix("10.0.1.8/32"))
+	p.MTU = 9001 // a change of the profile's stable part: addresses would not be reapplied (KernelCarried)
 	rep := f.report(t, p)
 	if ir := outcomeOf(t, rep, p); ir.Outcome != core.Deferred || ir.Reason != ReasonRA || rep.Reloads != 1 {
 		t.Errorf("pass with a Reapply: %+v, want deferred for %q", rep, ReasonRA)
@@ -495,5 +495,80 @@ func TestVersionAtLeast(t *testing.T) {
 		if got := versionAtLeast(v, 1, 42); got != want {
 			t.Errorf("versionAtLeast(%q, 1, 42) = %v", v, got)
 		}
+	}
+}
+
+// TestENIWithIPv6AddressChangesNeedNoReapply: NM 1.42 restarts IPv6 at every Reapply (issue #12),
+// so an ENI with IPv6 keeps its source rules and secondary addresses out of its profile. An
+// address that comes and goes in IMDS is added and removed with netlink, the profile's user data
+// records it, and the device is never reapplied for it. An address the record does not list (the
+// DHCPv6 one) is never removed.
+func TestENIWithIPv6AddressChangesNeedNoReapply(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.nm.devices[p.Name].gateway6 = raRouter
+	f.apply(t, p)
+	if s := f.nm.devices[p.Name].applied; len(listValue(s, "ipv4", "routing-rules")) != 0 || len(listValue(s, "ipv4", "address-data")) != 0 ||
+		userData(s)[TagKernel] != kernelCarries {
+		t.Errorf("the profile carries rules or addresses, or no %s: %v", TagKernel, s)
+	}
+	if !slices.Equal(f.kernel.rules, p.Rules) {
+		t.Errorf("rules in the kernel: %v, want %v", f.kernel.rules, p.Rules)
+	}
+	f.apply(t, p) // activated now: the addresses go in
+	if !slices.Equal(f.kernel.addrs[p.Name], p.Addresses) {
+		t.Errorf("addresses in the kernel: %v, want %v", f.kernel.addrs[p.Name], p.Addresses)
+	}
+	dhcp6 := netip.MustParsePrefix("2600:1f14:abc:de00::5/128")
+	f.kernel.addrs[p.Name] = append(f.kernel.addrs[p.Name], dhcp6)
+	f.calls()
+
+	added := netip.MustParsePrefix("2600:1f14:abc:de00::9/128")
+	next := p
+	next.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), added}
+	next.Rules = append(slices.Clone(p.Rules), core.Rule{Family: core.IPv6, From: added, Table: 10001, Priority: 10001})
+	rep := plantest.Apply(t, f.b, core.Plan{Interfaces: []core.InterfacePlan{next}}, linksOf([]core.InterfacePlan{next}))
+	if ir := outcomeOf(t, rep, next); ir.Outcome != core.Configured || rep.Reloads != 0 {
+		t.Errorf("address change: %+v, want configured without a Reapply", rep)
+	}
+	for _, c := range f.calls() {
+		if strings.HasPrefix(c, "reapply") || strings.HasPrefix(c, "activate") {
+			t.Errorf("address change made NM %s", c)
+		}
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), dhcp6, added}
+	if !slices.Equal(f.kernel.addrs[p.Name], want) {
+		t.Errorf("addresses in the kernel: %v, want %v", f.kernel.addrs[p.Name], want)
+	}
+	if !slices.ContainsFunc(f.kernel.rules, func(r core.Rule) bool { return r.From == added }) {
+		t.Error("no rule for the added address")
+	}
+	st, err := f.nm.Profiles(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := newNMState(st).ours[p.MAC]
+	if ours == nil || !slices.Equal(recordedAddresses(ours.Settings), next.Addresses) {
+		t.Errorf("the profile records %v, want %v", recordedAddresses(ours.Settings), next.Addresses)
+	}
+
+	// The IPv6 addresses unassigned: the profile carries everything again (one Reapply), and the
+	// IPv6 rules and address the agent added go; the DHCPv6 address stays.
+	v4 := next
+	v4.IPv6 = false
+	v4.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32")}
+	v4.Rules = slices.DeleteFunc(slices.Clone(next.Rules), func(r core.Rule) bool { return r.Family == core.IPv6 })
+	v4.Routes = slices.DeleteFunc(slices.Clone(next.Routes), func(r core.Route) bool { return r.Destination.Addr().Is6() })
+	plantest.Apply(t, f.b, core.Plan{Interfaces: []core.InterfacePlan{v4}}, linksOf([]core.InterfacePlan{v4}))
+	if slices.ContainsFunc(f.kernel.rules, func(r core.Rule) bool { return r.Family == core.IPv6 }) {
+		t.Errorf("IPv6 rules of ours left: %v", f.kernel.rules)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.1.51/32"), dhcp6}; !slices.Equal(f.kernel.addrs[p.Name], want) {
+		t.Errorf("addresses without IPv6: %v, want %v", f.kernel.addrs[p.Name], want)
+	}
+	if d := diff(Render(v4), f.nm.devices[p.Name].applied); d != "" {
+		t.Errorf("ens6 does not run the IPv4 profile: differs at %s", d)
 	}
 }

@@ -31,7 +31,17 @@ func (b *Backend) Carriers(ctx context.Context, p core.InterfacePlan) ([]core.Ca
 	if ours != nil && (len(out) == 0 || !out[0].Ours) {
 		out = append(out, core.Carrier{Name: carrierName(ours), Ours: true})
 	}
+	if ours != nil && userData(ours.Settings)[TagKernel] != "" {
+		// An ENI with IPv6: its rules and secondary addresses are in the kernel, not the profile.
+		out = append(out, core.Carrier{Name: KernelCarrier(profileName(ours)), InUse: true, Ours: true})
+	}
 	return out, nil
+}
+
+// KernelCarrier names, for status, the kernel as the carrier of the source rules and secondary
+// addresses of an ENI with IPv6, and where the agent records the addresses it added.
+func KernelCarrier(profile string) string {
+	return fmt.Sprintf("kernel: source rules and secondary addresses (recorded in %s of profile %q)", TagAddresses, profile)
 }
 
 // carrierName names a profile as nmcli shows it: its id, and its UUID, which stays when the id

@@ -52,3 +52,24 @@ func TestCarriersNameTheProfileTheDeviceRuns(t *testing.T) {
 		t.Errorf("no device: %+v, want nothing", got)
 	}
 }
+
+// An ENI with IPv6 keeps its rules and secondary addresses in the kernel: status says so, next to
+// the profile.
+func TestCarriersNameTheKernelForAnENIWithIPv6(t *testing.T) {
+	f := newFixture(t)
+	p := plantest.SecondaryDualStack()
+	f.nm.addDevice(p.Name, p.MAC)
+	f.nm.run(p.Name, f.base)
+	f.apply(t, p)
+	got, err := f.b.Carriers(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []core.Carrier{
+		{Name: `profile "ec2-net-utils-ens6" uuid ` + ProfileUUID(p.MAC), InUse: true, Ours: true},
+		{Name: KernelCarrier("ec2-net-utils-ens6"), InUse: true, Ours: true},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("carriers (-want +got):\n%s", diff)
+	}
+}

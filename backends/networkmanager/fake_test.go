@@ -238,6 +238,62 @@ type fakeKernel struct {
 	routes []core.Route
 	ra     map[string]netip.Addr
 	calls  []string
+	// rules and addrs are what the backend put into the kernel itself (ENIs with IPv6).
+	rules []core.Rule
+	addrs map[string][]netip.Prefix
+}
+
+func (k *fakeKernel) Rules(lo, hi int) ([]core.Rule, error) {
+	var out []core.Rule
+	for _, r := range k.rules {
+		if r.Priority >= lo && r.Priority <= hi {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) EnsureRules(want []core.Rule) ([]core.Rule, error) {
+	var added []core.Rule
+	for _, r := range want {
+		if !slices.Contains(k.rules, r) {
+			k.rules = append(k.rules, r)
+			added = append(added, r)
+			k.calls = append(k.calls, "rule add "+r.String())
+		}
+	}
+	return added, nil
+}
+
+func (k *fakeKernel) DeleteRules(rules []core.Rule) error {
+	for _, r := range rules {
+		k.rules = slices.DeleteFunc(k.rules, func(h core.Rule) bool { return h == r })
+		k.calls = append(k.calls, "rule del "+r.String())
+	}
+	return nil
+}
+
+func (k *fakeKernel) SyncAddresses(l core.Link, want, owned []netip.Prefix) (added, removed []netip.Prefix, err error) {
+	if k.addrs == nil {
+		k.addrs = map[string][]netip.Prefix{}
+	}
+	have := k.addrs[l.Name]
+	for _, a := range want {
+		if !slices.Contains(have, a) {
+			have = append(have, a)
+			added = append(added, a)
+			k.calls = append(k.calls, fmt.Sprintf("addr add %s dev %s", a, l.Name))
+		}
+	}
+	for _, a := range owned {
+		if !slices.Contains(want, a) && slices.Contains(have, a) {
+			have = slices.DeleteFunc(have, func(h netip.Prefix) bool { return h == a })
+			removed = append(removed, a)
+			k.calls = append(k.calls, fmt.Sprintf("addr del %s dev %s", a, l.Name))
+		}
+	}
+	k.addrs[l.Name] = have
+	return added, removed, nil
 }
 
 func newFakeKernel() *fakeKernel { return &fakeKernel{ra: map[string]netip.Addr{}} }

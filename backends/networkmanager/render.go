@@ -102,6 +102,10 @@ const (
 // every route in it that it did not add, and the rules other agents point at it (VPC CNI pod
 // rules).
 //
+// For an ENI with IPv6 the profile holds only what is stable: its source rules and secondary
+// addresses are put into the kernel by the agent and listed in the profile's user data (see
+// KernelCarried), so that IMDS address churn never needs a Reapply.
+//
 // The profile depends on the plan alone. The ENI table's IPv6 default route, whose router only NM
 // learns (from RAs), is not in it: a Reapply that changes ipv6.routes makes NM 1.42 restart
 // DHCPv6 and drop the DHCPv6 address, and the router NM reports comes and goes with every such
@@ -111,6 +115,9 @@ func Render(p core.InterfacePlan) Settings {
 	data := map[string]string{TagManaged: "yes", tagCloudSetupSkip: "yes"}
 	if p.InterfaceID != "" {
 		data[TagInterfaceID] = p.InterfaceID
+	}
+	if KernelCarried(p) {
+		data[TagKernel] = kernelCarries
 	}
 	neverDefault := !p.MainDefaultRoute
 	s := Settings{
@@ -135,6 +142,13 @@ func Render(p core.InterfacePlan) Settings {
 		},
 		"ipv6": ipv6Setting(p),
 		"user": {"data": dbus.MakeVariant(data)},
+	}
+	if KernelCarried(p) {
+		none := dbus.MakeVariant([]map[string]dbus.Variant{})
+		for _, family := range []string{"ipv4", "ipv6"} {
+			s[family]["address-data"], s[family]["routing-rules"] = none, none
+		}
+		s = withRecord(s, p.Addresses)
 	}
 	return s
 }

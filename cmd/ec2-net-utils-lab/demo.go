@@ -39,6 +39,19 @@ func demo(ctx context.Context, o options) error {
 	if err := s.waitRule(10001, "10.99.1.20", true); err != nil {
 		return err
 	}
+	// The rules are in place before the manager has finished taking the ENIs over from its
+	// packaged configuration (it re-leases their addresses once): show the state once it has.
+	for _, wait := range []func() error{
+		func() error { return s.waitAddr(ens5.Name, "10.99.0.10/24") },
+		func() error { return s.waitAddr(ens5.Name, "10.99.0.20/32") },
+		func() error { return s.waitAddr(ens6.Name, "10.99.1.10/24") },
+		func() error { return s.waitAddr(ens6.Name, "10.99.1.20/32") },
+		func() error { return s.waitRoute(10001, "default via 10.99.1.1 dev ens6") },
+	} {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
 	say("The daemon is running (%s backend). What it planned:", o.backend)
 	plan, _ := s.l.Command(ctx, o.agent, "plan", "--config", "/etc/ec2-net-utils.conf").CombinedOutput()
 	show("ec2-net-utils plan", string(plan))
@@ -49,7 +62,23 @@ func demo(ctx context.Context, o options) error {
 	show("find "+strings.Join(lb.dirs, " ")+" -type f", s.listFiles(lb))
 
 	say("Traffic from every address leaves by its own ENI, so the VPC's source/destination check lets it through")
-	s.pingAll(ctx, "10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20")
+	s.pingAll(ctx, s.l.InternetAddr(), "10.99.0.10", "10.99.0.20", "10.99.1.10", "10.99.1.20")
+
+	say("ens6 is dual-stack: its first IPv6 address comes by DHCPv6, the second (fd00:99:0:1::20) the agent " +
+		"assigns; both get a rule at ens6's priority, and table 10001 the RA router as default")
+	for _, wait := range []func() error{
+		func() error { return s.waitAddr6(ens6.Name, ens6.IPv6s[0]) },
+		func() error { return s.waitAddr6(ens6.Name, ens6.IPv6s[1]) },
+		func() error { return s.waitRule(10001, ens6.IPv6s[1], true) },
+	} {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	show("ip -6 -br addr show ens6", s.ip("-6", "-br", "addr", "show", "ens6"))
+	show("ip -6 rule", s.ip("-6", "rule"))
+	show("ip -6 route show table 10001", s.ip("-6", "route", "show", "table", "10001"))
+	s.pingAll(ctx, s.l.InternetAddr6(), ens6.IPv6s...)
 
 	say("Hot-attaching a third ENI (ens7, device-number 2)")
 	start := time.Now()
@@ -86,7 +115,7 @@ func demo(ctx context.Context, o options) error {
 	fmt.Fprintf(o.out, "  configured %v after the IMDS change\n", time.Since(start).Round(time.Millisecond))
 	show("ip -br addr show ens7", s.ip("-br", "addr", "show", "ens7"))
 	show("ip rule show priority 10002", s.ip("rule", "show", "priority", "10002"))
-	s.pingAll(ctx, "10.99.2.10", "10.99.2.30")
+	s.pingAll(ctx, s.l.InternetAddr(), "10.99.2.10", "10.99.2.30")
 
 	say("Detaching ens7: its files, rules and routes go away, and %s", lb.detach)
 	if err := s.l.Detach("ens7"); err != nil {
@@ -101,16 +130,21 @@ func demo(ctx context.Context, o options) error {
 	return nil
 }
 
-func (s *session) pingAll(ctx context.Context, srcs ...string) {
+// pingAll pings dst from each source address, the way `ping -I <src> <dst>` would (-6 for IPv6).
+func (s *session) pingAll(ctx context.Context, dst string, srcs ...string) {
 	for _, src := range srcs {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := s.l.Ping(pctx, src, s.l.InternetAddr())
+		err := s.l.Ping(pctx, src, dst)
 		cancel()
 		verdict := "reply"
 		if err != nil {
 			verdict = "NO REPLY: " + err.Error()
 		}
-		fmt.Fprintf(s.o.out, "  ping -I %-11s %s: %s\n", src, s.l.InternetAddr(), verdict)
+		family := ""
+		if strings.Contains(src, ":") {
+			family = "-6 "
+		}
+		fmt.Fprintf(s.o.out, "  ping %s-I %-15s %s: %s\n", family, src, dst, verdict)
 	}
 }
 

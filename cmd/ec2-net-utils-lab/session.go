@@ -17,13 +17,14 @@ type session struct {
 	agent *lab.Process
 }
 
-// The lab's ENIs: ens5 is the primary ENI, ens6 a secondary ENI attached at boot, ens7 an ENI
-// waiting in the pool to be hot-attached.
+// The lab's ENIs: ens5 is the primary ENI, ens6 a dual-stack secondary ENI attached at boot (its
+// first ipv6s entry comes by DHCPv6, the second is the agent's to assign), ens7 an ENI waiting in
+// the pool to be hot-attached.
 var (
 	ens5 = lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", DeviceNumber: 0,
 		PrivateIPs: []string{"10.99.0.10", "10.99.0.20"}, Attached: true}
 	ens6 = lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
-		PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, Attached: true}
+		PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}, IPv6s: []string{"fd00:99:0:1::10", "fd00:99:0:1::20"}, Attached: true}
 	ens7 = lab.ENISpec{Slot: 2, Name: "ens7", MAC: "02:00:00:00:07:07", DeviceNumber: 2,
 		PrivateIPs: []string{"10.99.2.10"}}
 )
@@ -120,8 +121,31 @@ func (s *session) waitAddr(link, cidr string) error {
 	})
 }
 
+// waitRoute waits for a route in table, as `ip route show table` prints it.
+func (s *session) waitRoute(table int, route string) error {
+	return s.l.WaitFor(context.Background(), fmt.Sprintf("table %d has %s", table, route), 15*time.Second, func() (bool, error) {
+		return strings.Contains(s.ip("route", "show", "table", fmt.Sprint(table)), route), nil
+	})
+}
+
+// waitAddr6 waits for an IPv6 address on link that a socket can bind (DAD done).
+func (s *session) waitAddr6(link, addr string) error {
+	return s.l.WaitFor(context.Background(), link+" has "+addr, 15*time.Second, func() (bool, error) {
+		for _, line := range strings.Split(s.ip("-6", "-o", "addr", "show", "dev", link), "\n") {
+			if strings.Contains(line, " "+addr+"/") && !strings.Contains(line, "tentative") {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
 func (s *session) hasRule(prio int, from string) bool {
-	return strings.Contains(s.ip("rule", "show", "priority", fmt.Sprint(prio)), "from "+from+" lookup")
+	family := "-4"
+	if strings.Contains(from, ":") {
+		family = "-6"
+	}
+	return strings.Contains(s.ip(family, "rule", "show", "priority", fmt.Sprint(prio)), "from "+from+" lookup")
 }
 
 func (s *session) waitRule(prio int, from string, present bool) error {
