@@ -55,17 +55,6 @@ func hasSourceRule(nl *netlink.Handle, table int, from string) bool {
 	})
 }
 
-func routed(nl *netlink.Handle, table int, from string) bool {
-	if !hasSourceRule(nl, table, from) {
-		return false
-	}
-	routes, err := nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return false
-	}
-	return slices.ContainsFunc(routes, func(r netlink.Route) bool { return r.Gw != nil && (r.Dst == nil || r.Dst.IP.IsUnspecified()) })
-}
-
 // agentDHClients are the dhclients in the instance that run the agent's script.
 func (s *session) agentDHClients() []int {
 	inst, err := os.Stat("/run/netns/" + s.l.Namespaces()[1])

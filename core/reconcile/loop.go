@@ -241,8 +241,9 @@ func (l *loop) onLinkAdded(link core.Link) {
 	if !l.r.mayBeENI(link) {
 		return // container veths, bridges, tunnels: not worth an IMDS read
 	}
-	// Re-read everything: a re-attached ENI keeps its MAC but may get another device number, and
-	// a new one must not be planned from stale keys.
+	// Read the link's ENI in full (Added; the others as last read, see attached.go): a re-attached
+	// ENI keeps its MAC but may get another device number, and a new one must not be planned from
+	// stale keys.
 	l.schedule(Pass{Reason: "link added " + link.Name, Fetch: true, Full: true, Added: link.MAC})
 }
 
