@@ -30,7 +30,7 @@ agent:
 # network namespaces) run as root and skip with a message otherwise. -p 1 keeps the lab suites
 # from fighting over 2 cores.
 test: lint fuzz-short
-	$(GO) test -count=1 -p 1 -timeout 15m ./...
+	$(GO) test -count=1 -p 1 -timeout 25m ./...
 
 # Go native fuzz targets, package:function. Their seed corpora (the goldens, scenarios and every
 # past finding, kept under testdata/fuzz/) also run as plain tests in `go test`. `make test` fuzzes
