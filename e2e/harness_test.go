@@ -532,7 +532,42 @@ func (e *env) dumpState() {
 			log = log[len(log)-6000:]
 		}
 		e.t.Logf("%s log (tail):\n%s", e.backend.name, log)
+		// Last, so that a truncated CI log still shows it: the IPv4 DHCP story of every link.
+		e.t.Logf("%s DHCPv4 lines:\n%s", e.backend.name, lastLines(log, dhcp4Line, 25))
 	}
+	e.t.Logf("dnsmasq DHCPv4 lines:\n%s", lastLines(e.l.DHCPLog(), dhcp4Line, 25))
+	links, err := e.nl.LinkList()
+	if err != nil {
+		e.t.Logf("ip link: %v", err)
+		return
+	}
+	for _, l := range links {
+		if name := l.Attrs().Name; name != "lo" {
+			e.t.Logf("%s (%s, %s): %v", name, l.Attrs().HardwareAddr, l.Attrs().OperState, e.addresses(name))
+		}
+	}
+}
+
+// dhcp4Line picks the lines of a manager's or dnsmasq's log about DHCPv4: networkd's "DHCPv4
+// client", NM's "dhcp4", dhclient's and dnsmasq's "DHCPDISCOVER" and friends.
+func dhcp4Line(line string) bool {
+	l := strings.ToLower(line)
+	return strings.Contains(l, "dhcpv4") || strings.Contains(l, "dhcp4") ||
+		(strings.Contains(l, "dhcp") && !strings.Contains(l, "dhcpv6") && !strings.Contains(l, "dhcp6"))
+}
+
+// lastLines returns the last n lines of log that keep selects.
+func lastLines(log string, keep func(string) bool, n int) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if keep(line) {
+			out = append(out, line)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func keys[V any](m map[string]V) []string {

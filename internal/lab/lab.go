@@ -223,6 +223,15 @@ func (l *Lab) InstanceNetlink() (*netlink.Handle, error) {
 // InternetAddr is an address outside the VPC that answers pings, reached via the VPC router.
 func (l *Lab) InternetAddr() string { return internetAddr }
 
+// DHCPLog is what the VPC's dnsmasq logged (its DHCP and RA conversations), for a failing test's
+// report: it tells a DISCOVER that never came from an offer that was never taken.
+func (l *Lab) DHCPLog() string {
+	if l.dnsmasq == nil {
+		return ""
+	}
+	return l.dnsmasq.Log()
+}
+
 // BusAddress is the instance's private D-Bus system bus, reachable from the host.
 func (l *Lab) BusAddress() string { return "unix:path=" + l.busSocket() }
 

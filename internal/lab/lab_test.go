@@ -350,17 +350,18 @@ func TestNewFailingHalfwayCleansUp(t *testing.T) {
 	t.Parallel()
 	rec := &logRecorder{t: t}
 	dir := t.TempDir() + "/lab"
+	const badSlot = maxSlot + 1 // the ENI after the first is the one New cannot make
 	_, err := New(context.Background(), Options{
 		Name: testPrefix,
 		Dir:  dir,
 		Logf: rec.logf,
 		ENIs: []ENISpec{
 			{Slot: 0, Name: "ens5", Attached: true},
-			{Slot: 16, Name: "ens6"},
+			{Slot: badSlot, Name: "ens6"},
 		},
 	})
-	if err == nil || !strings.Contains(err.Error(), "slot 16") {
-		t.Fatalf("New with slot 16: err = %v, want a slot error", err)
+	if want := fmt.Sprintf("slot %d", badSlot); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("New with slot %d: err = %v, want a slot error", badSlot, err)
 	}
 	pids := rec.startedPIDs()
 	if len(pids) < 2 { // holder and dbus; dnsmasq starts after the ENIs
