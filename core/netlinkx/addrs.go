@@ -112,6 +112,11 @@ func (h *Handle) addAddr(l netlink.Link) func(netip.Prefix) error {
 		if p.IsSingleIP() {
 			a.Flags = unix.IFA_F_NOPREFIXROUTE
 		}
+		if p.Addr().Is6() {
+			// EC2 assigns each IPv6 address to one ENI only: duplicate address detection would
+			// only keep the address tentative, unusable as a source, for a second or two.
+			a.Flags |= unix.IFA_F_NODAD
+		}
 		err := h.nl.AddrAdd(l, a)
 		if errors.Is(err, unix.EEXIST) {
 			return errPresent

@@ -226,3 +226,37 @@ func nextEvent(t *testing.T, events <-chan Event, within time.Duration) Event {
 	}
 	return Event{}
 }
+
+// EC2 never hands one IPv6 address to two ENIs, so duplicate address detection only delays the
+// addresses the agent adds: tentative, they cannot be a source for one to two seconds after an
+// attach or a restore (amazon-ec2-net-utils turns DAD off in its networkd files for the same
+// reason). Here the link does DAD (accept_dad is 1 in a new namespace) and has a carrier.
+func TestSyncAddressesMakesIPv6AddressesUsableAtOnce(t *testing.T) {
+	t.Parallel()
+	n := newTestNetns(t)
+	l := n.veth(t, "eni0", "vpc0", "")
+	n.up(t, "eni0", "vpc0")
+	x := New(n.nl, InNetns(n.ns))
+	link := core.Link{Name: "eni0", Index: l.Attrs().Index}
+	want := prefixes("fd00:99:0:1::20/128", "10.0.1.20/32")
+	if _, _, err := x.SyncAddresses(link, want, nil); err != nil {
+		t.Fatal(err)
+	}
+	as, err := n.nl.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, a := range as {
+		if a.IP.String() != "fd00:99:0:1::20" {
+			continue
+		}
+		found = true
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			t.Errorf("fd00:99:0:1::20 is tentative (flags %#x): unusable as a source until DAD ends", a.Flags)
+		}
+	}
+	if !found {
+		t.Errorf("fd00:99:0:1::20 not on eni0: %v", as)
+	}
+}
