@@ -50,12 +50,25 @@ func TestIPv6BootWithDualStackSecondaryENI(t *testing.T) {
 
 		// Negative control: before the agent, traffic from ens6's IPv6 addresses follows main out
 		// of ens5 (pinned, as on an instance where the primary's RA default route wins), where the
-		// source check drops it.
+		// source check drops it. The second ipv6s entry and an address inside the delegated prefix
+		// are put on ens6 by hand for it, so that the pings leave the instance and it is the
+		// source check, counted, that stops them — not a missing address.
+		handAdded := []string{"fd00:99:0:1::20", "fd00:99:0:1:1::7"}
+		for _, a := range handAdded {
+			must(t, e.addAddress6("ens6", a))
+		}
+		before := e.ipv6SourceCheckDrops()
 		unpin := e.pinMainDefault6ViaPrimary()
-		for _, src := range []string{"fd00:99:0:1::10", "fd00:99:0:1::20"} {
+		for _, src := range handAdded {
 			e.mustNotPing(src)
 		}
 		unpin()
+		if dropped := e.ipv6SourceCheckDrops() - before; dropped < len(handAdded) {
+			t.Errorf("the source check dropped %d IPv6 packets during the negative control, want >= %d: the pings failed for another reason", dropped, len(handAdded))
+		}
+		for _, a := range handAdded {
+			must(t, e.delAddress6("ens6", a))
+		}
 
 		drops := e.watchIPv6Drops()
 		start := time.Now()
@@ -138,8 +151,8 @@ func TestIPv6AddressAddedAndRemovedDropsNothing(t *testing.T) {
 		defer e.dumpIPv6OnFailure()
 		e.startAgent()
 		e.waitRule(ens6Rule6DHCP, true)
-		// Steady state first; the ENI table's route may wait for a full refresh (a known defect).
-		if !e.eventuallyWithin("RA default route in table 10001", 40*time.Second, func() bool { return e.raDefaultIn(10001, "ens6") }) {
+		// Steady state first: the RA-learned router puts the ENI table's route in place (scenario 6).
+		if !e.eventually("RA default route in table 10001", func() bool { return e.raDefaultIn(10001, "ens6") }) {
 			t.FailNow()
 		}
 		drops := e.watchIPv6Drops()
@@ -331,6 +344,34 @@ func (e *env) hasAddress6Any(addr string) bool {
 }
 
 // addAddress6 adds addr/128 to link without duplicate address detection.
+// delAddress6 removes what addAddress6 added.
+func (e *env) delAddress6(link, addr string) error {
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return err
+	}
+	a, err := netlink.ParseAddr(addr + "/128")
+	if err != nil {
+		return err
+	}
+	return e.nl.AddrDel(l, a)
+}
+
+// ipv6SourceCheckDrops is the number of IPv6 packets the VPC's source check has dropped so far,
+// over all ENIs.
+func (e *env) ipv6SourceCheckDrops() int {
+	e.t.Helper()
+	d, err := e.l.Drops6()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for _, c := range d {
+		n += c
+	}
+	return n
+}
+
 func (e *env) addAddress6(link, addr string) error {
 	l, err := e.nl.LinkByName(link)
 	if err != nil {
