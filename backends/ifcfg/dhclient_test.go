@@ -28,13 +28,22 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const fakeDaemonEnv = "IFCFG_TEST_FAKE_DHCLIENT_DAEMON"
+const (
+	fakeDaemonEnv = "IFCFG_TEST_FAKE_DHCLIENT_DAEMON"
+	// fakeHoldOutputEnv makes the fake daemon keep the output the fake dhclient was started
+	// with, as a real dhclient's script may: Start then reads from a pipe that stays open as long
+	// as the daemon runs.
+	fakeHoldOutputEnv = "IFCFG_TEST_FAKE_DHCLIENT_HOLD_OUTPUT"
+)
 
 func fakeDHClient(args []string) int {
 	if os.Getenv(fakeDaemonEnv) == "" {
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), fakeDaemonEnv+"=1")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if os.Getenv(fakeHoldOutputEnv) != "" {
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		}
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -107,18 +116,35 @@ func waitFound(t *testing.T, d *DHClient, iface string, fam core.Family) Process
 	}
 }
 
+// waitPidFile returns the pid the fake daemon wrote to path; the daemon writes it once running.
+func waitPidFile(t *testing.T, path string) int {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s: %v", path, err)
+		}
+	}
+}
+
 func TestDHClientStartFindStop(t *testing.T) {
+	// The daemon holds Start's output pipe and exits only on SIGTERM (or after a minute), so a
+	// Start that waited for the daemon, not only for the forking parent, would return with the
+	// daemon gone.
+	t.Setenv(fakeHoldOutputEnv, "1")
 	d := fakeDHClientFor(t)
 	spec := ClientSpec{Iface: "eni0", Family: core.IPv4, Metric: 513, MainDefault: true}
 	if p, err := d.Find("eni0", core.IPv4); err != nil || p.Pid != 0 {
 		t.Fatalf("Find before start = %+v, %v; want none", p, err)
 	}
-	start := time.Now()
 	if err := d.Start(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Start took %v: it must return once dhclient forked, not wait for the daemon", took)
+	if pid := waitPidFile(t, d.PidFile("eni0", core.IPv4)); syscall.Kill(pid, 0) != nil || isZombie("/proc", pid) {
+		t.Fatalf("Start returned only after the daemon %d exited: it must return once dhclient forked", pid)
 	}
 	p := waitFound(t, d, "eni0", core.IPv4)
 	if !p.Ours || !slices.Equal(p.Args, d.Args(spec)) {

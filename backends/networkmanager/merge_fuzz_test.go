@@ -1,7 +1,10 @@
 package networkmanager
 
 import (
+	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,6 +71,13 @@ func FuzzMerge(f *testing.F) {
 	f.Add(uint8(0), "manual", "ignore", "a 10.0.0.9 32\na 2600:1f14::5 128", false)
 	f.Add(uint8(3), "disabled", "dhcp", "u 2600:: 64 300 300\naddress-data x y", true)
 	f.Add(uint8(4), "link-local", "shared", "", false)
+	// The goldens are the profiles Merge meets in practice (ours as rendered, and a user's after a
+	// merge): each is seeded against every plan, as a profile left from another ENI's plan.
+	for _, g := range goldenProfiles(f) {
+		for which := range fuzzPlans {
+			f.Add(uint8(which), g.method4, g.method6, g.lines, false)
+		}
+	}
 	// The last argument (whether NM had seen an RA) no longer changes what is merged: the RA
 	// route is not NM's (see Render). It stays so the corpus keeps its shape.
 	f.Fuzz(func(t *testing.T, which uint8, method4, method6, lines string, _ bool) {
@@ -107,4 +117,76 @@ func FuzzMerge(f *testing.F) {
 			}
 		}
 	})
+}
+
+// goldenProfile is a golden profile in FuzzMerge's terms: its methods, and its addresses, routes
+// and rules as fuzzProfile lines.
+type goldenProfile struct{ method4, method6, lines string }
+
+// goldenProfiles reads testdata/*.golden.json (settingsJSON's format). A golden that cannot be
+// read fails the fuzz target: a corpus silently without them would test less than it claims.
+func goldenProfiles(f *testing.F) []goldenProfile {
+	f.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", "*.golden.json"))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no golden profiles in testdata: %v", err)
+	}
+	type typedValue struct {
+		Signature string          `json:"signature"`
+		Value     json.RawMessage `json:"value"`
+	}
+	// text is a value as fuzzProfile's fields spell it: a string unquoted, a number as written.
+	text := func(v typedValue) string {
+		var s string
+		if json.Unmarshal(v.Value, &s) == nil {
+			return s
+		}
+		return string(v.Value)
+	}
+	var out []goldenProfile
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatalf("read golden: %v", err)
+		}
+		var settings map[string]map[string]typedValue
+		if err := json.Unmarshal(b, &settings); err != nil {
+			f.Fatalf("golden %s: %v", path, err)
+		}
+		var g goldenProfile
+		var lines []string
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			keys := settings[fam]
+			method := text(keys["method"])
+			if fam == "ipv4" {
+				g.method4 = method
+			} else {
+				g.method6 = method
+			}
+			list := func(key string) []map[string]typedValue {
+				var l []map[string]typedValue
+				if v, ok := keys[key]; ok {
+					if err := json.Unmarshal(v.Value, &l); err != nil {
+						f.Fatalf("golden %s: %s.%s: %v", path, fam, key, err)
+					}
+				}
+				return l
+			}
+			for _, a := range list("address-data") {
+				lines = append(lines, strings.Join([]string{"a", text(a["address"]), text(a["prefix"])}, " "))
+			}
+			for _, r := range list("route-data") {
+				lines = append(lines, strings.Join([]string{"r", text(r["dest"]), text(r["prefix"]), text(r["table"])}, " "))
+			}
+			for _, u := range list("routing-rules") {
+				lines = append(lines, strings.Join([]string{"u", text(u["from"]), text(u["from-len"]), text(u["priority"]), text(u["table"])}, " "))
+			}
+		}
+		if len(lines) == 0 {
+			f.Fatalf("golden %s: no address, route or rule read from it", path)
+		}
+		g.lines = strings.Join(lines, "\n")
+		out = append(out, g)
+	}
+	return out
 }

@@ -59,12 +59,32 @@ type stateWriter struct {
 	log   hclog.Logger
 }
 
+// newStateWriter is the daemon's, made once at its start. It first removes the temporary files
+// of a write the previous daemon was killed in (kill -9, OOM): the RuntimeDirectory outlives
+// restarts (RuntimeDirectoryPreserve), so nothing else would.
 func newStateWriter(path string, a *agent, now func() time.Time) *stateWriter {
 	t := now()
-	return &stateWriter{path: path, now: now, log: a.log, state: daemonState{
+	w := &stateWriter{path: path, now: now, log: a.log, state: daemonState{
 		PID: os.Getpid(), Version: version, Backend: a.selection.Name(), Started: t,
 		IMDSEndpoint: imdsEndpoint(a.cfg.IMDS.Endpoint), IMDSAnswering: true, IMDSSince: t,
 	}}
+	w.removeStale()
+	return w
+}
+
+// removeStale removes the state file's own temporaries only: --state-file may name a file in a
+// directory shared with others (/tmp in the lab), whose temporaries may look like ours.
+func (w *stateWriter) removeStale() {
+	if w.path == "" {
+		return
+	}
+	removed, err := atomicfile.RemoveStaleOf(w.path)
+	if err != nil {
+		w.log.Warn("cannot remove temporary files of an interrupted write of the daemon state", "error", err)
+	}
+	for _, f := range removed {
+		w.log.Info("removed temporary file of an interrupted write", "file", f)
+	}
 }
 
 // imdsEndpoint is the endpoint the IMDS client uses, for humans.

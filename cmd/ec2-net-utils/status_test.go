@@ -69,6 +69,29 @@ func TestDaemonStateIsWrittenOnlyWhenItChanges(t *testing.T) {
 	}
 }
 
+// A daemon killed while writing its state leaves a temporary file in the RuntimeDirectory, which
+// survives restarts: the next daemon removes it at start, and nothing else of the directory.
+func TestDaemonStartRemovesTheTemporaryStateFileOfAKilledWrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	stale := filepath.Join(dir, ".state.json.2318563.tmp")
+	kept := []string{path, filepath.Join(dir, ".other.conf.42.tmp"), filepath.Join(dir, "notes.txt")}
+	for _, f := range append([]string{stale}, kept...) {
+		if err := os.WriteFile(f, []byte("{"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newStateWriter(path, &agent{log: hclog.NewNullLogger()}, time.Now)
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left at start: %v", stale, err)
+	}
+	for _, f := range kept {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("%s removed at start: %v", f, err)
+		}
+	}
+}
+
 func TestDaemonStateOfAProcessThatIsGoneIsNotRunning(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	if err := os.WriteFile(path, []byte(`{"pid": 999999999}`), 0o644); err != nil {

@@ -521,26 +521,36 @@ func TestRequestCountsMultiCard(t *testing.T) {
 
 // An ENI that never completes is waited for once. Later reads (a refresh, or a full read for
 // another attach) return at once with it still a problem, so one broken ENI cannot stall the
-// daemon for PropagationTimeout on every pass.
+// daemon for PropagationTimeout on every pass. The test counts reads of the missing key instead
+// of timing the reads: the first read must poll it again after its first 404 (it waited), and a
+// later read must fetch it at most once (it did not wait). The latter also proves the first wait
+// ran until PropagationTimeout: had it given up early, the ENI would still be young and the next
+// waiting read would poll it for the rest of the timeout.
 func TestANeverPropagatingENIIsWaitedForOnlyOnce(t *testing.T) {
-	l := startFake(t, "imds-dual-stack.json")
+	gets := &getCounter{n: map[string]int{}}
+	l := startFake(t, "imds-dual-stack.json", gets.wrap)
 	l.fake.NotFoundUntil(secondaryMAC+"/device-number", 1_000_000)
 	c := newClient(t, l, func(o *imds.Options) { o.PropagationTimeout = 500 * time.Millisecond })
-	start := time.Now()
+	key := "/latest/meta-data/network/interfaces/macs/" + secondaryMAC + "/device-number"
+
 	first := waited(t, c, nil)
-	if took := time.Since(start); took < 500*time.Millisecond || len(first.Problems) != 1 {
-		t.Fatalf("first read waited %v with problems %v; want the full propagation wait and one problem", took, first.Problems)
+	if n := gets.counts()[key]; n < 2 || !onlyNotPropagated(first.Problems, secondaryMAC) {
+		t.Fatalf("first read fetched %s %d times with problems %v; want it polled after the first 404 and kept as not propagated",
+			key, n, first.Problems)
 	}
 	for _, reuse := range []*core.Instance{nil, &first} {
-		before := c.Requests()
+		before := gets.counts()[key]
 		inst := waited(t, c, reuse)
-		// Without waiting, the read is exactly one pass over the MAC directories: no re-reads
-		// of the pending ENI. (Counting requests, not time, keeps the test free of timing.)
-		if len(inst.Problems) != 1 || c.Requests()-before > 20 {
-			t.Errorf("read (reuse=%v) sent %d requests, problems %v; want one pass and the problem kept",
-				reuse != nil, c.Requests()-before, inst.Problems)
+		if n := gets.counts()[key] - before; n > 1 || !onlyNotPropagated(inst.Problems, secondaryMAC) {
+			t.Errorf("read (reuse=%v) fetched %s %d times, problems %v; want at most once and the problem kept",
+				reuse != nil, key, n, inst.Problems)
 		}
 	}
+}
+
+// onlyNotPropagated says whether problems is exactly one "not propagated" problem, about mac.
+func onlyNotPropagated(problems []core.ENIProblem, mac string) bool {
+	return len(problems) == 1 && problems[0].MAC == mac && problems[0].Kind == core.ProblemNotPropagated
 }
 
 // After an outage a single transient error is still retried: the SDK's retry quota would be

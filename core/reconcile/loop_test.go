@@ -135,6 +135,66 @@ func TestADeletedRuleComesBackWithinASecond(t *testing.T) {
 	}
 }
 
+// Routes of our ENI tables and our secondary addresses are restored under the same limit as
+// rules: each deletion at once while the burst lasts, then one restore per RuleRestoreInterval,
+// so a manager or script that keeps deleting them cannot make us spin.
+func TestDeletedRoutesAndAddressesComeBackInABurstThenRateLimited(t *testing.T) {
+	ens6 := twoLinks()[1]
+	for _, tc := range []struct {
+		name     string
+		delete   func(*fakeKernel)
+		event    Trigger
+		restored func(*fakeKernel) int
+	}{
+		{
+			name:   "route",
+			delete: func(k *fakeKernel) { k.remove([]core.Route{ens6Default}) },
+			event:  Trigger{Kind: RouteRemoved, Link: ens6, Route: ens6Default},
+			restored: func(k *fakeKernel) int {
+				routes, _ := k.written()
+				return len(routes)
+			},
+		},
+		{
+			name:   "address",
+			delete: func(k *fakeKernel) { k.remove(nil, ens6Second) },
+			event:  Trigger{Kind: AddressRemoved, Link: ens6, Address: ens6Second},
+			restored: func(k *fakeKernel) int {
+				_, addrs := k.written()
+				return len(addrs)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, kernel := newRestoreHarness(t)
+			for i := 1; i <= restoreBurst; i++ {
+				tc.delete(kernel)
+				h.send(tc.event)
+				h.send(tc.event) // within the same settle window: one restore
+				h.advance(restoreSettle - time.Millisecond)
+				if n := tc.restored(kernel); n != i-1 {
+					t.Fatalf("deletion %d: restored before the settle time (a manager re-adding it must win)", i)
+				}
+				h.advance(time.Millisecond)
+				if n := tc.restored(kernel); n != i {
+					t.Fatalf("deletion %d: %d restored %v after it, want %d", i, n, restoreSettle, i)
+				}
+			}
+			// A fight: once the burst is used up, one restore per RuleRestoreInterval.
+			tc.delete(kernel)
+			h.send(tc.event)
+			h.advance(3 * time.Second)
+			if n := tc.restored(kernel); n != restoreBurst {
+				t.Errorf("restore %d came within 3s of the burst; want it rate-limited to one per 5s", n)
+			}
+			h.advance(2 * time.Second)
+			if n := tc.restored(kernel); n != restoreBurst+1 {
+				t.Errorf("%d restored, want %d: the rate-limited restore never came", n, restoreBurst+1)
+			}
+		})
+	}
+}
+
 func TestAFullRefreshRestoresMissingRulesUnlessItChangedSomething(t *testing.T) {
 	kernel := &fakeKernel{links: twoLinks()}
 	r := New(&fakeIMDS{answers: []answer{{inst: twoENIs()}}}, kernel, &fakeBackend{}, core.DefaultPlanOptions(), nil)

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
+	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 )
 
 // fakeIMDS answers with the queued snapshots or errors, then repeats the last one.
@@ -61,6 +63,9 @@ type fakeKernel struct {
 	rules       []core.Rule
 	wroteRoutes []core.Route
 	wroteAddrs  []netip.Prefix
+	// raRouters are the routers learned from RAs, by link index: a route with GatewayFromRA goes
+	// through the link's, and waits (netlinkx.ErrNoRARouter) while it has none, as netlinkx does.
+	raRouters map[int]netip.Addr
 }
 
 func (k *fakeKernel) EnsureRoutes(l core.Link, want []core.Route) ([]core.Route, error) {
@@ -70,9 +75,17 @@ func (k *fakeKernel) EnsureRoutes(l core.Link, want []core.Route) ([]core.Route,
 		return nil, errors.New("no such link")
 	}
 	var added []core.Route
+	var errs []error
 	for _, r := range want {
+		gw := r.Gateway
+		if r.GatewayFromRA {
+			if gw = k.raRouters[l.Index]; !gw.IsValid() {
+				errs = append(errs, fmt.Errorf("route %s: %s: %w", r.Destination, l.Name, netlinkx.ErrNoRARouter))
+				continue
+			}
+		}
 		i := slices.IndexFunc(k.missingRoutes, func(m core.Route) bool {
-			return m.Table == r.Table && m.Destination == r.Destination && m.Gateway == r.Gateway
+			return m.Table == r.Table && m.Destination == r.Destination && m.Gateway == gw
 		})
 		if i < 0 {
 			continue
@@ -81,7 +94,7 @@ func (k *fakeKernel) EnsureRoutes(l core.Link, want []core.Route) ([]core.Route,
 		added = append(added, r)
 	}
 	k.wroteRoutes = append(k.wroteRoutes, added...)
-	return added, nil
+	return added, errors.Join(errs...)
 }
 
 func (k *fakeKernel) EnsureAddresses(l core.Link, want []netip.Prefix) ([]netip.Prefix, error) {

@@ -90,6 +90,25 @@ func syncDir(dir string) error {
 // dir: regular files named like Write's temporaries (".<name>.<digits>.tmp") and nothing else.
 // It returns the paths it removed. A missing dir has nothing stale.
 func RemoveStale(dir string) ([]string, error) {
+	return removeStale(dir, isTemp)
+}
+
+// RemoveStaleOf is RemoveStale for the temporaries of one file only (".<base of name>.<digits>.tmp"
+// next to it): for a file in a directory the agent shares with others, whose temporaries of their
+// own may look like ours.
+func RemoveStaleOf(name string) ([]string, error) {
+	base := filepath.Base(name)
+	return removeStale(filepath.Dir(name), func(file string) bool {
+		rest, ok := strings.CutPrefix(file, "."+base+".")
+		if !ok {
+			return false
+		}
+		digits, ok := strings.CutSuffix(rest, ".tmp")
+		return ok && allDigits(digits)
+	})
+}
+
+func removeStale(dir string, ours func(name string) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -100,7 +119,7 @@ func RemoveStale(dir string) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !isTemp(e.Name()) {
+		if !e.Type().IsRegular() || !ours(e.Name()) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
@@ -125,10 +144,16 @@ func isTemp(name string) bool {
 		return false
 	}
 	i := strings.LastIndexByte(rest, '.')
-	if i <= 0 || i == len(rest)-1 {
+	return i > 0 && allDigits(rest[i+1:])
+}
+
+// allDigits reports whether s is a non-empty run of decimal digits: what os.CreateTemp puts in
+// place of tempPattern's "*".
+func allDigits(s string) bool {
+	if s == "" {
 		return false
 	}
-	for _, c := range rest[i+1:] {
+	for _, c := range s {
 		if c < '0' || c > '9' {
 			return false
 		}

@@ -74,6 +74,42 @@ func TestRemoveStaleRemovesOnlyOurTemporaries(t *testing.T) {
 	}
 }
 
+// RemoveStaleOf removes the temporaries of its file only, not those of other files, nor anything
+// that merely resembles one.
+func TestRemoveStaleOfRemovesOnlyThatFilesTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "state.json")
+	stale := []string{".state.json.1234567.tmp", ".state.json.9.tmp"}
+	kept := []string{"state.json", ".other.json.12.tmp", ".state.json.x.12.tmp", ".state.json..tmp", ".state.json.12.tmp.bak",
+		"state.json.12.tmp", ".state.jsonx.12.tmp"}
+	for _, n := range append(slices.Clone(stale), kept...) {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := RemoveStaleOf(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, n := range stale {
+		want = append(want, filepath.Join(dir, n))
+	}
+	slices.Sort(want)
+	slices.Sort(removed)
+	if !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	for _, n := range kept {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s was removed", n)
+		}
+	}
+	if removed, err := RemoveStaleOf(filepath.Join(dir, "missing", "state.json")); err != nil || len(removed) > 0 {
+		t.Errorf("missing dir: removed %v, err %v", removed, err)
+	}
+}
+
 // The name os.CreateTemp gives is one RemoveStale recognises.
 func TestTemporaryNamesAreRecognised(t *testing.T) {
 	f, err := os.CreateTemp(t.TempDir(), tempPattern("/x/70-ens7.network"))
