@@ -81,16 +81,17 @@ fmt:
 demo: build
 	./bin/ec2-net-utils-lab demo --agent $(BIN) --backend $(BACKEND)
 
-# Planner time (1..32 ENIs x 50 addresses + 4 prefixes), then the lab figures at BENCH_ENIS ENIs
-# (BENCH_ENIS=32 for the large size, two network cards): boot -> routed, hot attach -> routed,
+# The Go benchmarks (planner at 1..32 ENIs x 50 addresses + 4 prefixes, plan reuse on an
+# unchanged refresh, the IMDS refresh), then the lab figures at BENCH_ENIS ENIs (the small size by
+# default; 8, or 32 over two network cards, for the others): boot -> routed, hot attach -> routed,
 # one secondary IP -> applied, IMDS requests and reloads per no-change refresh, idle CPU and RSS
 # (docs/performance.md).
-BENCH_ENIS     ?= 8
+BENCH_ENIS     ?= 2
 BENCH_IPS      ?= 50
 BENCH_PREFIXES ?= 4
 BENCH_IDLE     ?= 60s
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./core/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./core/ ./core/reconcile/ ./core/imds/
 	./bin/ec2-net-utils-lab bench --agent $(BIN) --backend $(BACKEND) --enis $(BENCH_ENIS) \
 	  --ips $(BENCH_IPS) --prefixes $(BENCH_PREFIXES) --idle $(BENCH_IDLE)
 
