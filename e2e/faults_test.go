@@ -234,7 +234,9 @@ func TestFaultDeletedIPv6RouteAddressAndRuleComeBack(t *testing.T) {
 			return e.raDefaultIn(10001, "ens6") && slices.Contains(e.routes(10001), "fd00:99:0:1::/64 dev ens6") &&
 				e.hasAddress6("ens6", "fd00:99:0:1::20") && e.hasRule(ens6Rule6Second)
 		}
-		if !e.eventually("ens6's IPv6 routes, address and rule", complete) {
+		if !e.eventually("ens6's IPv6 routes, address and rule", complete) ||
+			// The primary's RA default too, or it lands in the "after" snapshot only.
+			!e.eventually("RA default route in table 10000", func() bool { return e.raDefaultIn(10000, "ens5") }) {
 			t.FailNow()
 		}
 		before, _ := e.settle()
