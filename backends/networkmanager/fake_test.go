@@ -222,6 +222,12 @@ func (f *fakeNM) Reapply(_ context.Context, dev dbus.ObjectPath, s Settings, ver
 	}
 	what := "profile"
 	if s != nil {
+		// NM refuses to reapply another profile's identity or Ethernet settings onto an activation.
+		for _, setting := range []string{"connection", "802-3-ethernet"} {
+			if canon(dbus.MakeVariant(s[setting])) != canon(dbus.MakeVariant(d.applied[setting])) {
+				return fmt.Errorf("Reapply: Can't reapply changes to '%s' setting", setting)
+			}
+		}
 		what = "merged"
 		d.applied = nmCopy(s)
 	} else {
