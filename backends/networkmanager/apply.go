@@ -74,6 +74,7 @@ const reapplyPreserveExternalIP = uint32(0x1)
 // serialised.
 type Backend struct {
 	api        nmAPI
+	bus        *dbus.Conn // for WatchRestarts; nil in tests with a model of NM
 	kernel     Kernel
 	persist    bool
 	exec       *applyrun.Executor
@@ -94,7 +95,7 @@ var _ core.Backend = (*Backend)(nil)
 func New(opts Options) *Backend { return newBackend(dbusNM{conn: opts.Bus}, opts) }
 
 func newBackend(api nmAPI, opts Options) *Backend {
-	b := &Backend{api: api, kernel: opts.Kernel, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
+	b := &Backend{api: api, bus: opts.Bus, kernel: opts.Kernel, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
 		deviceWait: opts.DeviceWait}
 	if b.log == nil {
 		b.log = hclog.NewNullLogger()
@@ -369,7 +370,7 @@ func onBase(p core.InterfacePlan) bool { return !KernelCarried(p) && p.MTU <= 0 
 // in the lab, with the ENI unrouted meanwhile. The agent's profile is still added (not activated)
 // and kept up to date: it has NM's default autoconnect priority, above the base's, so a later
 // autoconnect of the ENI (the device disconnected and reconnected) picks it. An NM restart assumes
-// the base again, with its own settings: the next pass that compares the ENI reapplies.
+// the base again, with its own settings: WatchRestarts has the daemon compare the ENI again.
 func (b *Backend) runOnBase(ctx context.Context, p core.InterfacePlan, dev device, ours *profile, want Settings, obs Observed,
 	ch *core.Changes) core.InterfaceReport {
 	reloads := ch.Reloads
