@@ -379,10 +379,12 @@ func (b *Backend) runOnBase(ctx context.Context, p core.InterfacePlan, dev devic
 	})
 	// The routing first, the profile after: a hot attach is routed one D-Bus call sooner.
 	id := ProfileID(p.Name)
+	var path dbus.ObjectPath
 	var perr error
 	if ours == nil {
 		perr = b.exec.Do("add-profile", id, func() error {
-			_, err := b.api.AddProfile(ctx, want, b.persist, "")
+			var err error
+			path, err = b.api.AddProfile(ctx, want, b.persist, "")
 			return err
 		})
 		if perr != nil {
@@ -392,7 +394,19 @@ func (b *Backend) runOnBase(ctx context.Context, p core.InterfacePlan, dev devic
 			b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", false, "dry_run", b.exec.DryRun())
 		}
 	} else {
+		path = ours.Path
 		perr = b.ensureProfile(ctx, p, ours, want, ch)
+	}
+	if err != nil && perr == nil && path != "" && ctx.Err() == nil {
+		// NM refused the settings on the base's activation: the agent's profile in its place,
+		// as before, rather than an ENI left on the base's settings at every pass.
+		b.log.Warn("NetworkManager refused the agent's settings on the base profile's activation; activating the agent's profile in its place",
+			"iface", p.Name, "error", err)
+		if err := b.exec.Do("activate", id, func() error { return b.api.Activate(ctx, path, dev.Path) }); err != nil {
+			return applyrun.Failed(fmt.Errorf("activate %s: %w", id, err))
+		}
+		ch.Reloads++
+		return activating(p, nil)
 	}
 	return b.settle(p, obs, ch.Reloads > reloads, errors.Join(err, perr), ch)
 }

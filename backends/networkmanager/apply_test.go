@@ -2,6 +2,7 @@ package networkmanager
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -181,6 +182,21 @@ func TestBaseIsReplacedWhenItsActivationCannotTakeThePlan(t *testing.T) {
 				t.Errorf("changes = %+v, want the agent's profile added and activated", ch)
 			}
 		})
+	}
+}
+
+// NM refusing the settings on the base's activation (a Reapply error, not a race) must not leave
+// the ENI on the base's settings at every pass: the agent's profile is activated in its place.
+func TestBaseRefusingTheReapplyIsReplacedByTheAgentsProfile(t *testing.T) {
+	f := newFixture(t)
+	f.nm.reapplyErr = errors.New("Reapply: Can't reapply any changes to 'ipv4' setting")
+	ch := f.apply(t, reappliable())
+	wantCalls(t, f.calls(), "add ec2-net-utils-ens6 persist=false", "activate ec2-net-utils-ens6")
+	if want := (core.Changes{Written: []string{"ec2-net-utils-ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+	if d := f.nm.devices["ens6"]; d.active == f.base {
+		t.Errorf("ens6 still runs the base profile")
 	}
 }
 
