@@ -359,7 +359,7 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 // activation instead of activating the agent's profile in its place. NM 1.42 reapplies ipv4 and
 // ipv6 but not 802-3-ethernet (the MTU), and an ENI with IPv6 (KernelCarried) keeps the activation
 // in place of the base, the path its IPv6 handling was measured on. The activation must have
-// reached its IP configuration (Apply checks): NM 1.42 takes a Reapply from then on, also while
+// reached its IP configuration (runOwn checks the device state): NM 1.42 takes a Reapply from then on, also while
 // DHCP is still waiting for a lease, and the lease then comes with the agent's settings (lab test
 // TestLabBaseStillWaitingForDHCPTakesThePlanByReapply).
 func onBase(p core.InterfacePlan) bool { return !KernelCarried(p) && p.MTU <= 0 }
