@@ -28,6 +28,15 @@ type Describer interface {
 	Carriers(ctx context.Context, p InterfacePlan) ([]Carrier, error)
 }
 
+// RestartWatcher is a Backend whose manager can come back from a restart running an ENI with less
+// than the agent gave it (NetworkManager assumes the packaged base profile's activation again,
+// with the base's own settings, where the agent had reapplied its own). The channel receives a
+// value each time the manager is back and has taken its devices up again, until ctx ends; the
+// daemon then compares every ENI again.
+type RestartWatcher interface {
+	WatchRestarts(ctx context.Context) (<-chan struct{}, error)
+}
+
 // Carrier is one file or profile that carries an interface's configuration.
 type Carrier struct {
 	// Name is a file's path, or a profile's id and UUID.

@@ -310,6 +310,7 @@ func TestFaultManagerRestartRestoresTheState(t *testing.T) {
 			return slices.Equal(e.routes(10001), ens6Table), nil
 		})
 
+		mainBefore := e.routes(254)
 		restarted := time.Now()
 		must(t, e.l.RestartManager())
 		up := time.Now()
@@ -324,9 +325,19 @@ func TestFaultManagerRestartRestoresTheState(t *testing.T) {
 		}
 		t.Logf("%s restarted in %v; state complete %v after it was up", bc.name, up.Sub(restarted).Round(time.Millisecond),
 			time.Since(up).Round(time.Millisecond))
+		// NetworkManager comes back running the packaged base profile's activations, with the
+		// base's main-table routes (metric 1024) next to the agent's, until the agent reapplies.
+		if err := e.l.WaitFor(t.Context(), "main as before the manager's restart", waitLong, func() (bool, error) {
+			return slices.Equal(e.routes(254), mainBefore), nil
+		}); err != nil {
+			t.Errorf("%v\nbefore: %v\nnow:    %v", err, mainBefore, e.routes(254))
+		}
 		time.Sleep(2 * time.Second) // the manager's own reconfiguration, a few refreshes
 		if after := e.hostState(); !after.equal(before) {
 			t.Errorf("after the manager's restart:\nbefore: %s\nafter:  %s", before, after)
+		}
+		if got := e.routes(254); !slices.Equal(got, mainBefore) {
+			t.Errorf("main after the manager's restart:\nbefore: %v\nafter:  %v", mainBefore, got)
 		}
 		e.mustPing("10.99.1.20")
 		e.assertForeignRulesIntact()

@@ -74,6 +74,7 @@ const reapplyPreserveExternalIP = uint32(0x1)
 // serialised.
 type Backend struct {
 	api        nmAPI
+	bus        *dbus.Conn // for WatchRestarts; nil in tests with a model of NM
 	kernel     Kernel
 	persist    bool
 	exec       *applyrun.Executor
@@ -94,7 +95,7 @@ var _ core.Backend = (*Backend)(nil)
 func New(opts Options) *Backend { return newBackend(dbusNM{conn: opts.Bus}, opts) }
 
 func newBackend(api nmAPI, opts Options) *Backend {
-	b := &Backend{api: api, kernel: opts.Kernel, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
+	b := &Backend{api: api, bus: opts.Bus, kernel: opts.Kernel, persist: opts.Persist, exec: applyrun.NewExecutor(opts.DryRun), log: opts.Logger,
 		deviceWait: opts.DeviceWait}
 	if b.log == nil {
 		b.log = hclog.NewNullLogger()
@@ -119,8 +120,10 @@ func (b *Backend) Actions() []string { return b.exec.Actions() }
 //   - ENI running a profile of the user's: the plan's routing is added to that profile's applied
 //     connection (see Merge) with Reapply; the profile itself is not touched. A profile tagged
 //     org.ec2-net-utils.skip=yes is left alone.
-//   - ENI running the packaged base profile (DHCP only): the agent's profile is created and
-//     activated in its place, once.
+//   - ENI running the packaged base profile (DHCP only): the agent's profile is created, and its
+//     IP settings are reapplied onto the base's activation (see runOnBase); where NM cannot take
+//     them that way (an ENI with IPv6 or an MTU of its own, an activation not yet in its IP
+//     configuration) the agent's profile is activated in its place, once.
 //   - ENI running nothing: the agent's profile is created and, unless the device's autoconnect
 //     is off (`nmcli device disconnect`), activated; if a user's profile is waiting for the ENI,
 //     nothing is done until NM or the user activates it.
@@ -306,6 +309,9 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 		// itself that the plan no longer has (the IPv6 rules and addresses) goes.
 		_, kernelErr = b.syncKernel(p, recordedAddresses(ours.Settings), true, ch)
 	}
+	if kind == runsBase && onBase(p) && dev.State >= gonm.NmDeviceStateIpConfig && dev.State <= gonm.NmDeviceStateActivated {
+		return b.runOnBase(ctx, p, dev, ours, want, obs, ch)
+	}
 	if ours == nil {
 		var on dbus.ObjectPath
 		if kind == runsBase || (dev.Autoconnect && dev.State >= gonm.NmDeviceStateDisconnected) {
@@ -347,6 +353,62 @@ func (b *Backend) runOwn(ctx context.Context, p core.InterfacePlan, dev device, 
 		// NM's autoconnect decides: the profile may have been taken down on purpose.
 	}
 	return activating(p, kernelErr)
+}
+
+// onBase reports whether the agent's settings can be reapplied onto the packaged base profile's
+// activation instead of activating the agent's profile in its place. NM 1.42 reapplies ipv4 and
+// ipv6 but not 802-3-ethernet (the MTU), and an ENI with IPv6 (KernelCarried) keeps the activation
+// in place of the base, the path its IPv6 handling was measured on. The activation must have
+// reached its IP configuration (runOwn checks the device state): NM 1.42 takes a Reapply from then on, also while
+// DHCP is still waiting for a lease, and the lease then comes with the agent's settings (lab test
+// TestLabBaseStillWaitingForDHCPTakesThePlanByReapply).
+func onBase(p core.InterfacePlan) bool { return !KernelCarried(p) && p.MTU <= 0 }
+
+// runOnBase routes an ENI that runs the packaged base profile by reapplying the agent's IP
+// settings onto the activation NM already made, rather than activating the agent's profile in its
+// place: that second activation cost a hot attach NM's deactivation and a DHCP round, about 40 ms
+// in the lab, with the ENI unrouted meanwhile. The agent's profile is still added (not activated)
+// and kept up to date: it has NM's default autoconnect priority, above the base's, so a later
+// autoconnect of the ENI (the device disconnected and reconnected) picks it. An NM restart assumes
+// the base again, with its own settings: WatchRestarts has the daemon compare the ENI again.
+func (b *Backend) runOnBase(ctx context.Context, p core.InterfacePlan, dev device, ours *profile, want Settings, obs Observed,
+	ch *core.Changes) core.InterfaceReport {
+	reloads := ch.Reloads
+	err := b.reapply(ctx, p, dev, ch, func(applied Settings) (Settings, string) {
+		return Adopt(applied, want), diff(ipSettings(want), applied)
+	})
+	// The routing first, the profile after: a hot attach is routed one D-Bus call sooner.
+	id := ProfileID(p.Name)
+	var path dbus.ObjectPath
+	var perr error
+	if ours == nil {
+		perr = b.exec.Do("add-profile", id, func() error {
+			var err error
+			path, err = b.api.AddProfile(ctx, want, b.persist, "")
+			return err
+		})
+		if perr != nil {
+			perr = fmt.Errorf("add profile %s: %w", id, perr)
+		} else {
+			ch.Written = append(ch.Written, id)
+			b.log.Debug("added profile", "iface", p.Name, "profile", id, "activated", false, "dry_run", b.exec.DryRun())
+		}
+	} else {
+		path = ours.Path
+		perr = b.ensureProfile(ctx, p, ours, want, ch)
+	}
+	if err != nil && perr == nil && path != "" && ctx.Err() == nil {
+		// NM refused the settings on the base's activation: the agent's profile in its place,
+		// as before, rather than an ENI left on the base's settings at every pass.
+		b.log.Warn("NetworkManager refused the agent's settings on the base profile's activation; activating the agent's profile in its place",
+			"iface", p.Name, "error", err)
+		if err := b.exec.Do("activate", id, func() error { return b.api.Activate(ctx, path, dev.Path) }); err != nil {
+			return applyrun.Failed(fmt.Errorf("activate %s: %w", id, err))
+		}
+		ch.Reloads++
+		return activating(p, nil)
+	}
+	return b.settle(p, obs, ch.Reloads > reloads, errors.Join(err, perr), ch)
 }
 
 // device looks the interface up in NM, waiting a bounded time for NM to pick up a link the

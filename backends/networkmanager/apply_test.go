@@ -2,6 +2,7 @@ package networkmanager
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -90,22 +91,120 @@ func wantCalls(t *testing.T, got []string, want ...string) {
 	}
 }
 
-func TestApplyTakesOverENIsRunningTheBaseProfileOnce(t *testing.T) {
+// reappliable is a plan NM can take onto the base profile's activation: without an MTU of its own
+// (NM 1.42 does not reapply 802-3-ethernet) and without IPv6.
+func reappliable() core.InterfacePlan {
+	p := plantest.IPv4Only()
+	p.MTU = 0
+	return p
+}
+
+func TestENIRunningTheBaseProfileGetsTheAgentsSettingsByOneReapply(t *testing.T) {
 	f := newFixture(t)
-	ch := f.apply(t, plantest.Primary(), plantest.IPv4Only())
+	p := reappliable()
+	ch := f.apply(t, plantest.Primary(), p)
 	wantCalls(t, f.calls(),
-		"add-and-activate ec2-net-utils-ens5 persist=false", "add-and-activate ec2-net-utils-ens6 persist=false")
-	if want := (core.Changes{Written: []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}, Reloads: 2}); !cmp.Equal(ch, want) {
+		"reapply ec2-net-utils-default merged version=1 flags=1", "add ec2-net-utils-ens5 persist=false",
+		"reapply ec2-net-utils-default merged version=1 flags=1", "add ec2-net-utils-ens6 persist=false")
+	want := core.Changes{Written: []string{"applied:ens5", "ec2-net-utils-ens5", "applied:ens6", "ec2-net-utils-ens6"}, Reloads: 2}
+	if !cmp.Equal(ch, want) {
 		t.Errorf("changes = %+v, want %+v", ch, want)
 	}
-	if d := diff(Render(plantest.IPv4Only()), f.nm.devices["ens6"].applied); d != "" {
-		t.Errorf("ens6 does not run the rendered profile: differs at %s", d)
+	d := f.nm.devices["ens6"]
+	if d.active != f.base {
+		t.Errorf("ens6 runs %s, want the base profile's activation kept", d.active)
+	}
+	if got := diff(ipSettings(Render(p)), d.applied); got != "" {
+		t.Errorf("ens6's applied connection differs from the plan at %s", got)
+	}
+	ours := newNMState(must(f.nm.Profiles(context.Background()))).ours[p.MAC]
+	if ours == nil || diff(Render(p), ours.Settings) != "" {
+		t.Errorf("the agent's profile for ens6 is missing or differs from the plan: %+v", ours)
 	}
 
-	if ch := f.apply(t, plantest.Primary(), plantest.IPv4Only()); ch.Changed() {
+	if ch := f.apply(t, plantest.Primary(), p); ch.Changed() {
 		t.Errorf("second apply changed %+v", ch)
 	}
 	wantCalls(t, f.calls())
+}
+
+// NM takes a Reapply from the IP configuration stage on: a base activation still waiting for its
+// DHCP lease gets the plan the same way.
+func TestBaseWaitingForDHCPGetsTheAgentsSettingsByReapply(t *testing.T) {
+	f := newFixture(t)
+	f.nm.devices["ens6"].state = gonm.NmDeviceStateIpConfig
+	p := reappliable()
+	f.apply(t, p)
+	wantCalls(t, f.calls(), "reapply ec2-net-utils-default merged version=1 flags=1", "add ec2-net-utils-ens6 persist=false")
+	if got := diff(ipSettings(Render(p)), f.nm.devices["ens6"].applied); got != "" {
+		t.Errorf("ens6's applied connection differs from the plan at %s", got)
+	}
+}
+
+// NM restarted: it assumes the base profile again, with its own settings, until a pass reapplies
+// the agent's; a later autoconnect picks the agent's profile, which needs nothing more.
+func TestBaseAssumedAgainIsReappliedAndTheAgentsProfileNeedsNothing(t *testing.T) {
+	f := newFixture(t)
+	p := reappliable()
+	f.apply(t, p)
+	f.nm.run("ens6", f.base)
+	f.calls()
+	ch := f.apply(t, p)
+	wantCalls(t, f.calls(), "reapply ec2-net-utils-default merged version=3 flags=1")
+	if want := (core.Changes{Written: []string{"applied:ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+
+	f.nm.run("ens6", newNMState(must(f.nm.Profiles(context.Background()))).ours[p.MAC].Path)
+	if ch := f.apply(t, p); ch.Changed() {
+		t.Errorf("apply with the agent's profile autoconnected changed %+v", ch)
+	}
+	wantCalls(t, f.calls())
+}
+
+// What NM cannot take onto the base's activation gets the agent's profile activated in its place.
+func TestBaseIsReplacedWhenItsActivationCannotTakeThePlan(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plan  core.InterfacePlan
+		state gonm.NmDeviceState
+	}{
+		{"an MTU of its own", plantest.IPv4Only(), gonm.NmDeviceStateActivated},
+		{"IPv6", plantest.IPv6Only(), gonm.NmDeviceStateActivated},
+		{"the base's activation not in its IP configuration yet", reappliable(), gonm.NmDeviceStateConfig},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.nm.devices["ens6"].state = tc.state
+			ch := f.apply(t, tc.plan)
+			wantCalls(t, f.calls(), "add-and-activate ec2-net-utils-ens6 persist=false")
+			if ch.Reloads != 1 || !slices.Contains(ch.Written, "ec2-net-utils-ens6") {
+				t.Errorf("changes = %+v, want the agent's profile added and activated", ch)
+			}
+		})
+	}
+}
+
+// NM refusing the settings on the base's activation (a Reapply error, not a race) must not leave
+// the ENI on the base's settings at every pass: the agent's profile is activated in its place.
+func TestBaseRefusingTheReapplyIsReplacedByTheAgentsProfile(t *testing.T) {
+	f := newFixture(t)
+	f.nm.reapplyErr = errors.New("Reapply: Can't reapply any changes to 'ipv4' setting")
+	ch := f.apply(t, reappliable())
+	wantCalls(t, f.calls(), "add ec2-net-utils-ens6 persist=false", "activate ec2-net-utils-ens6")
+	if want := (core.Changes{Written: []string{"ec2-net-utils-ens6"}, Reloads: 1}); !cmp.Equal(ch, want) {
+		t.Errorf("changes = %+v, want %+v", ch, want)
+	}
+	if d := f.nm.devices["ens6"]; d.active == f.base {
+		t.Errorf("ens6 still runs the base profile")
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestChangeToAnUpProfileIsUpdatedAndReappliedWithTheVersionID(t *testing.T) {
@@ -354,7 +453,7 @@ func TestHotAttachedLinkIsWaitedForAndAnUnknownOneReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ens6") {
 		t.Errorf("Apply for a link NM never learns of: %v", err)
 	}
-	if f.nm.devices["ens5"].active == f.base {
+	if diff(ipSettings(Render(plantest.Primary())), f.nm.devices["ens5"].applied) != "" {
 		t.Errorf("an error on ens6 kept ens5 from being configured")
 	}
 }

@@ -34,6 +34,22 @@ func TestCarriersNameTheProfileTheDeviceRuns(t *testing.T) {
 		t.Errorf("on the agent's profile (-want +got):\n%s", diff)
 	}
 
+	// Reapplied onto the base's activation: the agent's profile is what the device applies.
+	f.nm.run("ens6", f.base)
+	q := reappliable()
+	q.MAC = p.MAC
+	f.apply(t, q)
+	ours = `profile "ec2-net-utils-ens6" uuid ` + ProfileUUID(q.MAC)
+	base := `profile "ec2-net-utils-default" uuid bc0f863c-4ca4-4251-ac30-ba90643386e4`
+	if diff := cmp.Diff([]core.Carrier{{Name: ours, InUse: true, Ours: true}, {Name: base, InUse: true}}, carriers()); diff != "" {
+		t.Errorf("on the base's activation with the agent's settings (-want +got):\n%s", diff)
+	}
+	// NM restarted and assumed the base with its own settings: the base alone is in use.
+	f.nm.run("ens6", f.base)
+	if diff := cmp.Diff([]core.Carrier{{Name: base, InUse: true}, {Name: ours, Ours: true}}, carriers()); diff != "" {
+		t.Errorf("on the base's activation with its own settings (-want +got):\n%s", diff)
+	}
+
 	// A user's profile waiting for the ENI while ours is down: ours is still the agent's.
 	f.nm.devices["ens6"].active = ""
 	if diff := cmp.Diff([]core.Carrier{{Name: ours, Ours: true}}, carriers()); diff != "" {

@@ -31,6 +31,8 @@ type fakeNM struct {
 	appearAfter map[string]int
 	// profilesErr makes listing the profiles fail.
 	profilesErr error
+	// reapplyErr makes every Reapply with settings fail (NM refusing them).
+	reapplyErr error
 }
 
 type fakeProfile struct {
@@ -221,7 +223,16 @@ func (f *fakeNM) Reapply(_ context.Context, dev dbus.ObjectPath, s Settings, ver
 		return errVersionMismatch
 	}
 	what := "profile"
+	if s != nil && f.reapplyErr != nil {
+		return f.reapplyErr
+	}
 	if s != nil {
+		// NM refuses to reapply another profile's identity or Ethernet settings onto an activation.
+		for _, setting := range []string{"connection", "802-3-ethernet"} {
+			if canon(dbus.MakeVariant(s[setting])) != canon(dbus.MakeVariant(d.applied[setting])) {
+				return fmt.Errorf("Reapply: Can't reapply changes to '%s' setting", setting)
+			}
+		}
 		what = "merged"
 		d.applied = nmCopy(s)
 	} else {

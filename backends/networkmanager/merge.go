@@ -85,3 +85,18 @@ func listValue(s Settings, setting, key string) []map[string]dbus.Variant {
 	l, _ := v.Value().([]map[string]dbus.Variant)
 	return l
 }
+
+// Adopt returns the connection to reapply on an ENI that runs the packaged base profile (see
+// runOnBase): the base's applied connection with the IP settings of the agent's profile want in
+// place of its own. The rest (the connection setting with the base's id and UUID, 802-3-ethernet,
+// the base's tag) stays: NM refuses a Reapply that changes them.
+func Adopt(applied, want Settings) Settings {
+	adopted := maps.Clone(applied)
+	maps.Copy(adopted, ipSettings(want))
+	return adopted
+}
+
+// ipSettings is the part of a profile a Reapply onto another profile's activation carries.
+func ipSettings(s Settings) Settings {
+	return Settings{"ipv4": s["ipv4"], "ipv6": s["ipv6"]}
+}

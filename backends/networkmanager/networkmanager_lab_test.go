@@ -226,16 +226,25 @@ func TestLabSecondaryENIWithRealNetworkManager(t *testing.T) {
 	plan := core.Plan{Interfaces: []core.InterfacePlan{p5, p6}}
 	links := []core.Link{{Name: "ens5", Index: p5.Index, MAC: p5.MAC}, {Name: "ens6", Index: p6.Index, MAC: p6.MAC}}
 
-	t.Run("ping from a secondary IP of ens6 reaches the internet", func(t *testing.T) {
+	t.Run("ping from a secondary IP of ens6 reaches the internet; the base's DHCP address stays", func(t *testing.T) {
+		deleted := watchDeletedAddrs(t, n.l)
 		ch := n.apply(plan, links)
-		if want := []string{"ec2-net-utils-ens5", "ec2-net-utils-ens6"}; !slices.Equal(ch.Written, want) || ch.Reloads != 2 {
-			t.Errorf("first apply: wrote %v with %d reloads; want %v and 2 (one activation each)", ch.Written, ch.Reloads, want)
+		want := []string{"applied:ens5", "ec2-net-utils-ens5", "applied:ens6", "ec2-net-utils-ens6"}
+		if !slices.Equal(ch.Written, want) || ch.Reloads != 2 {
+			t.Errorf("first apply: wrote %v with %d reloads; want %v and 2 (one Reapply each, no activation)", ch.Written, ch.Reloads, want)
 		}
 		for _, src := range []string{"10.99.1.20", "10.99.1.10", "10.99.0.20"} {
 			n.waitFor("ping from "+src, func() (bool, error) { return n.ping(src) == nil, nil })
 		}
-		if got := n.nmcli("-g", "GENERAL.CONNECTION", "device", "show", "ens6"); strings.TrimSpace(got) != "ec2-net-utils-ens6" {
-			t.Errorf("ens6 runs %q, want the agent's profile", got)
+		if got := n.nmcli("-g", "GENERAL.CONNECTION", "device", "show", "ens6"); strings.TrimSpace(got) != "ec2-net-utils-default" {
+			t.Errorf("ens6 runs %q, want the base profile's activation kept", got)
+		}
+		if got := n.nmcli("-g", "NAME", "connection"); !strings.Contains(got, "ec2-net-utils-ens6") {
+			t.Errorf("the agent's profile for ens6 is not listed:\n%s", got)
+		}
+		barrier(t, n, deleted)
+		if got := deleted(); slices.Contains(got, "10.99.1.10") || slices.Contains(got, "10.99.0.10") {
+			t.Errorf("a DHCP address was deleted during the take-over (deleted: %v)", got)
 		}
 	})
 
@@ -268,8 +277,8 @@ func TestLabSecondaryENIWithRealNetworkManager(t *testing.T) {
 		p := &plan.Interfaces[1]
 		p.Addresses, p.Rules = nil, p.Rules[:1]
 		ch := n.apply(plan, links)
-		if !slices.Equal(ch.Written, []string{"ec2-net-utils-ens6"}) || ch.Reloads != 1 {
-			t.Errorf("apply: wrote %v with %d reloads; want the ens6 profile and 1 Reapply", ch.Written, ch.Reloads)
+		if !slices.Equal(ch.Written, []string{"applied:ens6", "ec2-net-utils-ens6"}) || ch.Reloads != 1 {
+			t.Errorf("apply: wrote %v with %d reloads; want the ens6 profile, its applied connection and 1 Reapply", ch.Written, ch.Reloads)
 		}
 		n.waitFor("10.99.1.20 removed from ens6", func() (bool, error) { return slices.Contains(deleted(), "10.99.1.20"), nil })
 		n.waitFor("rule from 10.99.1.20 removed", func() (bool, error) {
@@ -290,20 +299,33 @@ func TestLabSecondaryENIWithRealNetworkManager(t *testing.T) {
 		}
 	})
 
-	t.Run("after a NetworkManager restart there is nothing to redo", func(t *testing.T) {
-		// In-memory profiles live in /run: NM reads them back and takes the devices up again.
+	t.Run("after a NetworkManager restart one Reapply per ENI puts the plan back", func(t *testing.T) {
+		// NM assumes the base profile's activations again (its device state names them), with
+		// the base's own settings; the kernel keeps the rules, table routes and addresses.
 		n.must(n.l.RestartManager()) // the bus, and the monitor on it, stay
-		n.waitFor("ens6 runs ec2-net-utils-ens6 again", func() (bool, error) {
+		n.waitFor("ens6 runs ec2-net-utils-default again", func() (bool, error) {
 			d, err := dbusNM{n.conn}.Device(context.Background(), "ens6")
 			if err != nil || d.State != gonm.NmDeviceStateActivated {
 				return false, nil
 			}
 			var file string
 			err = dbusNM{n.conn}.property(context.Background(), d.Active, gonm.ConnectionInterface, "Filename", &file)
-			return err == nil && strings.HasSuffix(file, "/ec2-net-utils-ens6.nmconnection"), nil
+			return err == nil && strings.HasSuffix(file, "/ec2-net-utils-default.nmconnection"), nil
+		})
+		if !slices.Contains(n.rules(), "10001 from 10.99.1.10/32 lookup 10001") {
+			t.Errorf("the restart took ens6's rule: %v", n.rules())
+		}
+		ch := n.apply(plan, links)
+		if want := []string{"applied:ens5", "applied:ens6"}; !slices.Equal(ch.Written, want) || ch.Reloads != 2 {
+			t.Errorf("apply after the restart: wrote %v with %d reloads; want %v and 2 Reapply", ch.Written, ch.Reloads, want)
+		}
+		want := []string{"10.99.0.0/24 ens5 512", "10.99.1.0/24 ens6 513", "default ens5 512", "default ens6 513"}
+		n.waitFor("main holds the ENIs' metrics again", func() (bool, error) {
+			got, err := mainRoutes(n.h)
+			return slices.Equal(got, want), err
 		})
 		if ch := n.apply(plan, links); ch.Changed() {
-			t.Errorf("apply after the restart changed %+v", ch)
+			t.Errorf("second apply after the restart changed %+v", ch)
 		}
 		n.must(n.ping("10.99.1.10"))
 	})
@@ -547,4 +569,50 @@ func mainRoutes(h *netlink.Handle) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// TestLabBaseStillWaitingForDHCPTakesThePlanByReapply: an ENI hot-attached while the VPC's DHCP
+// server does not answer yet is found by the agent with the base profile's activation still in its
+// IP configuration. The plan goes onto that activation by Reapply, and when the lease comes the ENI
+// is routed with the plan's metric, without a second activation.
+func TestLabBaseStillWaitingForDHCPTakesThePlanByReapply(t *testing.T) {
+	n := newNMLab(t, false,
+		lab.ENISpec{Slot: 0, Name: "ens5", MAC: "02:00:00:00:05:05", PrivateIPs: []string{"10.99.0.10", "10.99.0.20"}, Attached: true},
+		lab.ENISpec{Slot: 1, Name: "ens6", MAC: "02:00:00:00:06:06", DeviceNumber: 1,
+			PrivateIPs: []string{"10.99.1.10", "10.99.1.20"}})
+	n.waitFor("ens5 leased 10.99.0.10 by the base profile", n.hasAddr("ens5", "10.99.0.10/24"))
+	n.must(n.l.BlockDHCP(1, true))
+	t.Cleanup(func() { _ = n.l.BlockDHCP(1, false) })
+	n.must(n.l.Attach("ens6"))
+	n.waitFor("ens6 waiting for DHCP with the base profile", func() (bool, error) {
+		d, err := dbusNM{n.conn}.Device(context.Background(), "ens6")
+		return err == nil && d.State == gonm.NmDeviceStateIpConfig, nil
+	})
+	p5, p6 := labPlans(t, n.h)
+	plan := core.Plan{Interfaces: []core.InterfacePlan{p5, p6}}
+	links := []core.Link{{Name: "ens5", Index: p5.Index, MAC: p5.MAC}, {Name: "ens6", Index: p6.Index, MAC: p6.MAC}}
+	ch := n.apply(plan, links)
+	want := []string{"applied:ens5", "ec2-net-utils-ens5", "applied:ens6", "ec2-net-utils-ens6"}
+	if !slices.Equal(ch.Written, want) || ch.Reloads != 2 {
+		t.Errorf("apply: wrote %v with %d reloads; want %v and 2 (one Reapply each)", ch.Written, ch.Reloads, want)
+	}
+
+	n.must(n.l.BlockDHCP(1, false))
+	n.waitFor("ens6 leased 10.99.1.10", n.hasAddr("ens6", "10.99.1.10/24"))
+	n.waitFor("ens6's rules", func() (bool, error) {
+		return slices.Contains(n.rules(), "10001 from 10.99.1.20/32 lookup 10001"), nil
+	})
+	wantMain := []string{"10.99.0.0/24 ens5 512", "10.99.1.0/24 ens6 513", "default ens5 512", "default ens6 513"}
+	n.waitFor("main holds ens6's routes with its metric", func() (bool, error) {
+		got, err := mainRoutes(n.h)
+		return slices.Equal(got, wantMain), err
+	})
+	if got := n.nmcli("-g", "GENERAL.CONNECTION", "device", "show", "ens6"); strings.TrimSpace(got) != "ec2-net-utils-default" {
+		t.Errorf("ens6 runs %q, want the base profile's activation kept", got)
+	}
+	n.waitFor("ping from 10.99.1.20", func() (bool, error) { return n.ping("10.99.1.20") == nil, nil })
+	if ch := n.apply(plan, links); ch.Changed() {
+		t.Errorf("apply after the lease changed %+v", ch)
+	}
+	n.checkReloads()
 }

@@ -133,13 +133,13 @@ func TestActionsForAPlanAndNetworkManagersState(t *testing.T) {
 		setup   func(f *fixture)
 		actions []string
 	}{
-		{"base profile running", nil, []string{"add-profile ec2-net-utils-ens5", "add-profile ec2-net-utils-ens6"}},
+		{"base profile running", nil, []string{"reapply ens5", "add-profile ec2-net-utils-ens5", "add-profile ec2-net-utils-ens6"}},
 		{"ours running and up to date", func(f *fixture) {
 			f.apply(t, plantest.Primary(), plantest.IPv4Only())
 		}, nil},
 		{"user's profile running", func(f *fixture) {
 			f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", nil), false))
-		}, []string{"add-profile ec2-net-utils-ens5", "reapply ens6"}},
+		}, []string{"reapply ens5", "add-profile ec2-net-utils-ens5", "reapply ens6"}},
 		{"ours left over after a user's profile took the ENI", func(f *fixture) {
 			f.apply(t, plantest.Primary(), plantest.IPv4Only())
 			f.nm.run("ens6", f.nm.addProfile(userProfile("ens6", nil), false))

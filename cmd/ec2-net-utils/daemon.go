@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/ec2-net-utils/ec2-net-utils/backends"
+	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
 	"github.com/ec2-net-utils/ec2-net-utils/core/reconcile"
 )
@@ -49,10 +50,16 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 			if err != nil {
 				return fmt.Errorf("subscribe to netlink events: %w", err)
 			}
+			var restarts <-chan struct{}
+			if w, ok := a.selection.Backend.(core.RestartWatcher); ok {
+				if restarts, err = w.WatchRestarts(ctx); err != nil {
+					log.Warn("cannot watch the network manager's restarts; full refreshes still compare every ENI", "error", err)
+				}
+			}
 			state := newStateWriter(g.stateFile, a, time.Now)
 			log.Info("started", "version", version, "backend", a.selection.Name(), "why", a.selection.Reason,
 				"refresh_interval", cfg.RefreshInterval)
-			err = r.Run(ctx, triggers(ctx.Done(), events, log), reconcile.LoopOptions{
+			err = r.Run(ctx, triggers(ctx.Done(), events, restarts, log), reconcile.LoopOptions{
 				RefreshInterval:     cfg.RefreshInterval,
 				FullRefreshEvery:    cfg.Daemon.FullRefreshEvery,
 				RuleRestoreInterval: cfg.Daemon.RuleRestoreInterval,
@@ -87,35 +94,24 @@ first pass that could read IMDS, or after 30 s without one, and stops cleanly on
 	}
 }
 
-// triggers turns netlink events into work for the reconcile loop.
-func triggers(done <-chan struct{}, events <-chan netlinkx.Event, log hclog.Logger) <-chan reconcile.Trigger {
+// triggers turns netlink events, and the network manager's restarts, into work for the reconcile
+// loop. restarts may be nil.
+func triggers(done <-chan struct{}, events <-chan netlinkx.Event, restarts <-chan struct{}, log hclog.Logger) <-chan reconcile.Trigger {
 	out := make(chan reconcile.Trigger, 64)
 	go func() {
 		defer close(out)
-		for ev := range events {
+		for {
 			var t reconcile.Trigger
-			switch ev.Kind {
-			case netlinkx.LinkAdded:
-				t = reconcile.Trigger{Kind: reconcile.LinkAdded, Link: ev.Link}
-			case netlinkx.LinkRenamed:
-				t = reconcile.Trigger{Kind: reconcile.LinkRenamed, Link: ev.Link}
-			case netlinkx.LinkRemoved:
-				t = reconcile.Trigger{Kind: reconcile.LinkRemoved, Link: ev.Link}
-			case netlinkx.RuleRemoved:
-				t = reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}
-			case netlinkx.RouteRemoved:
-				t = reconcile.Trigger{Kind: reconcile.RouteRemoved, Link: ev.Link, Route: ev.Route}
-			case netlinkx.AddressRemoved:
-				t = reconcile.Trigger{Kind: reconcile.AddressRemoved, Link: ev.Link, Address: ev.Address}
-			case netlinkx.RouterChanged:
-				t = reconcile.Trigger{Kind: reconcile.RouterChanged, Link: ev.Link, Router: ev.Router}
-			case netlinkx.Resync:
-				if ev.Err != nil {
-					log.Warn("netlink events may have been lost; re-reading everything", "error", ev.Err)
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
 				}
-				t = reconcile.Trigger{Kind: reconcile.Resync}
-			default:
-				continue
+				if t, ok = triggerOf(ev, log); !ok {
+					continue
+				}
+			case <-restarts:
+				t = reconcile.Trigger{Kind: reconcile.ManagerRestarted}
 			}
 			select {
 			case out <- t:
@@ -125,4 +121,30 @@ func triggers(done <-chan struct{}, events <-chan netlinkx.Event, log hclog.Logg
 		}
 	}()
 	return out
+}
+
+// triggerOf is the loop's trigger for a netlink event, if it is one the loop acts on.
+func triggerOf(ev netlinkx.Event, log hclog.Logger) (reconcile.Trigger, bool) {
+	switch ev.Kind {
+	case netlinkx.LinkAdded:
+		return reconcile.Trigger{Kind: reconcile.LinkAdded, Link: ev.Link}, true
+	case netlinkx.LinkRenamed:
+		return reconcile.Trigger{Kind: reconcile.LinkRenamed, Link: ev.Link}, true
+	case netlinkx.LinkRemoved:
+		return reconcile.Trigger{Kind: reconcile.LinkRemoved, Link: ev.Link}, true
+	case netlinkx.RuleRemoved:
+		return reconcile.Trigger{Kind: reconcile.RuleRemoved, Rule: ev.Rule}, true
+	case netlinkx.RouteRemoved:
+		return reconcile.Trigger{Kind: reconcile.RouteRemoved, Link: ev.Link, Route: ev.Route}, true
+	case netlinkx.AddressRemoved:
+		return reconcile.Trigger{Kind: reconcile.AddressRemoved, Link: ev.Link, Address: ev.Address}, true
+	case netlinkx.RouterChanged:
+		return reconcile.Trigger{Kind: reconcile.RouterChanged, Link: ev.Link, Router: ev.Router}, true
+	case netlinkx.Resync:
+		if ev.Err != nil {
+			log.Warn("netlink events may have been lost; re-reading everything", "error", ev.Err)
+		}
+		return reconcile.Trigger{Kind: reconcile.Resync}, true
+	}
+	return reconcile.Trigger{}, false
 }

@@ -34,6 +34,9 @@ const (
 	// AddressRemoved: an address was removed from a link; restored if it is one of our
 	// secondary addresses.
 	AddressRemoved
+	// ManagerRestarted: the network manager is back from a restart (core.RestartWatcher) and
+	// may run the ENIs with less than the last pass gave them; every ENI is compared again.
+	ManagerRestarted
 )
 
 // Trigger is one event for the loop.
@@ -225,6 +228,9 @@ func (l *loop) onTrigger(t Trigger) {
 		l.schedule(Pass{Reason: "resync", Fetch: true, Full: true})
 	case RouterChanged:
 		l.onRouterChanged(t.Link, t.Router)
+	case ManagerRestarted:
+		// The snapshot still holds: the manager's restart changed nothing in IMDS.
+		l.schedule(Pass{Reason: "network manager restarted", Full: true})
 	}
 }
 

@@ -414,3 +414,24 @@ func TestARouterChangeAppliesWithinTheSettleTime(t *testing.T) {
 		t.Errorf("%d applies after the router went and came back, want 3", applies())
 	}
 }
+
+// The network manager came back from a restart running an ENI with less than the agent gave it:
+// the next pass compares every ENI with the manager, without asking IMDS (nothing there changed).
+func TestAManagerRestartComparesEveryENIWithoutReadingIMDS(t *testing.T) {
+	imds := &fakeIMDS{answers: []answer{{inst: twoENIs()}}}
+	backend := &fakeBackend{}
+	r := New(imds, &fakeKernel{links: twoLinks()}, backend, core.DefaultPlanOptions(), nil)
+	h := newHarness(t, r, LoopOptions{RefreshInterval: time.Hour, Settle: 20 * time.Millisecond})
+	reads := len(imds.calls) + imds.looks
+	h.send(Trigger{Kind: ManagerRestarted})
+	h.advance(20 * time.Millisecond)
+	if len(backend.plans) != 2 {
+		t.Fatalf("backend applied %d times, want 2 (start, restart): the restart pass must not be skipped", len(backend.plans))
+	}
+	if want := (Pass{Reason: "network manager restarted", Full: true}); h.passes[len(h.passes)-1] != want {
+		t.Errorf("restart pass %+v, want %+v", h.passes[len(h.passes)-1], want)
+	}
+	if n := len(imds.calls) + imds.looks - reads; n != 0 {
+		t.Errorf("the restart pass read IMDS %d times", n)
+	}
+}

@@ -237,3 +237,14 @@ func eniKeys(spec ENISpec) map[string]scenario.Value {
 	addIPv6Keys(keys, spec)
 	return keys
 }
+
+// BlockDHCP stops (block) or lets through again the DHCPv4 requests reaching the VPC's DHCP
+// server from slot's subnet, so a test can hold a manager's activation in its IP configuration.
+func (l *Lab) BlockDHCP(slot int, block bool) error {
+	table := fmt.Sprintf("%s_dhcp%d", nftTable, slot)
+	if !block {
+		return run(context.Background(), "ip", "netns", "exec", l.vpcNS, "nft", "delete", "table", "ip", table)
+	}
+	rule := fmt.Sprintf("table ip %s { chain in { type filter hook input priority -10; iifname \"vpc%d\" udp dport 67 drop; }; }", table, slot)
+	return run(context.Background(), "ip", "netns", "exec", l.vpcNS, "nft", rule)
+}
