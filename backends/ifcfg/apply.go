@@ -284,15 +284,8 @@ func (b *Backend) applyKernel(p core.InterfacePlan, st ifaceState, ch *core.Chan
 	if err != nil {
 		errs = append(errs, fmt.Errorf("ifcfg: %s: %w", p.Name, err))
 	}
-	added, removed, err := b.kernel.SyncAddresses(link, p.Addresses, st.Addresses)
-	for _, a := range added {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: address %s", p.Name, a))
-	}
-	for _, a := range removed {
-		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: address %s", p.Name, a))
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("ifcfg: %s: %w", p.Name, err))
+	if _, err := applyrun.SyncAddresses(b.kernel, p, st.Addresses, ch); err != nil {
+		errs = append(errs, fmt.Errorf("ifcfg: %w", err))
 	}
 	return waitsRA, errors.Join(errs...)
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
@@ -65,34 +64,17 @@ func (b *Backend) syncKernel(w kernelWork, ch *core.Changes) error {
 			return errors.Join(append(errs, err)...)
 		}
 	}
-	link := core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC}
-	var added, removed []netip.Prefix
+	record := p.Addresses
 	err := b.exec.Do("sync-addresses", p.Name, func() error {
 		var err error
-		added, removed, err = b.kernel.SyncAddresses(link, p.Addresses, owned)
+		record, err = applyrun.SyncAddresses(b.kernel, p, owned, ch)
 		return err
 	})
-	for _, a := range added {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: address %s", p.Name, a))
-	}
-	for _, a := range removed {
-		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: address %s", p.Name, a))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("networkd: %w", err))
 	}
 	if w.release {
-		if err != nil {
-			return errors.Join(append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))...)
-		}
 		return errors.Join(errs...)
-	}
-	record := p.Addresses
-	if err != nil {
-		errs = append(errs, fmt.Errorf("networkd: %s: %w", p.Name, err))
-		// What could not be removed is still ours.
-		for _, a := range owned {
-			if !slices.Contains(record, a) && !slices.Contains(removed, a) {
-				record = append(slices.Clip(record), a)
-			}
-		}
 	}
 	errs = append(errs, b.writeRecord(w.record, p, record))
 	return errors.Join(errs...)

@@ -2,7 +2,6 @@ package networkmanager
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -90,26 +89,13 @@ func (b *Backend) syncKernel(p core.InterfacePlan, owned []netip.Prefix, address
 		}
 		return record, errors.Join(errs...)
 	}
-	link := core.Link{Name: p.Name, Index: p.Index, MAC: p.MAC}
-	var added, removed []netip.Prefix
 	err := b.exec.Do("sync-addresses", p.Name, func() error {
 		var err error
-		added, removed, err = b.kernel.SyncAddresses(link, p.Addresses, owned)
+		record, err = applyrun.SyncAddresses(b.kernel, p, owned, ch)
 		return err
 	})
-	for _, a := range added {
-		ch.Written = append(ch.Written, fmt.Sprintf("%s: address %s", p.Name, a))
-	}
-	for _, a := range removed {
-		ch.Removed = append(ch.Removed, fmt.Sprintf("%s: address %s", p.Name, a))
-	}
 	if err != nil {
-		errs = append(errs, fmt.Errorf("addresses: %w", err))
-		for _, a := range owned {
-			if !slices.Contains(record, a) && !slices.Contains(removed, a) {
-				record = append(record, a)
-			}
-		}
+		errs = append(errs, err)
 	}
 	return record, errors.Join(errs...)
 }
