@@ -49,3 +49,7 @@ type unavailableReloader struct{ err error }
 func (u unavailableReloader) Reload(context.Context) error {
 	return fmt.Errorf("no system bus to ask systemd-networkd to reload: %w", u.err)
 }
+
+func (u unavailableReloader) ReconfigureLink(context.Context, int) error {
+	return fmt.Errorf("no system bus to ask systemd-networkd to reconfigure a link: %w", u.err)
+}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -60,6 +61,10 @@ type Backend struct {
 	reloadDue bool
 	// swept is set once the temporary files a killed write left in dir are removed.
 	swept bool
+	// leases are the ENIs (by MAC) whose DHCPv4 address networkd has yet to put on the link
+	// after a reload changed their files (see checkLeases).
+	leases map[string]leaseWait
+	now    func() time.Time
 }
 
 var _ core.Backend = (*Backend)(nil)
@@ -67,7 +72,7 @@ var _ core.Backend = (*Backend)(nil)
 // New returns a networkd backend.
 func New(opts Options) *Backend {
 	b := &Backend{dir: opts.Dir, files: opts.NetworkFiles, reloader: opts.Reloader, kernel: opts.Kernel, log: opts.Logger,
-		exec: applyrun.NewExecutor(opts.DryRun)}
+		exec: applyrun.NewExecutor(opts.DryRun), leases: map[string]leaseWait{}, now: time.Now}
 	if b.dir == "" {
 		b.dir = DefaultDir
 	}
@@ -109,7 +114,7 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 	b.sweep()
 
 	owned, scanErr := scanOwned(b.dir)
-	ps := &pass{owned: owned, canRemove: scanErr == nil, names: applyrun.NewPresent(plan, links).ByIndex}
+	ps := &pass{owned: owned, canRemove: scanErr == nil, names: applyrun.NewPresent(plan, links).ByIndex, reconfigured: map[string]bool{}}
 	ps.reported, ps.lookupErrs = b.reportedFiles(ps.names)
 	rep, err := applyrun.Run(ctx, "networkd", plan, links, applyrun.Steps{
 		Interface: func(_ context.Context, p core.InterfacePlan, ch *core.Changes) core.InterfaceReport {
@@ -135,6 +140,7 @@ func (b *Backend) Apply(ctx context.Context, plan core.Plan, links []core.Link) 
 	})
 	if ctx.Err() == nil {
 		err = errors.Join(err, b.applyKernel(ps.kernel, &rep))
+		b.checkLeases(ctx, plan, ps.reconfigured, &rep)
 	}
 	return rep, errors.Join(scanErr, err)
 }
@@ -177,6 +183,8 @@ type pass struct {
 	changed []string
 	// kernel lists the ENIs whose rules and addresses go into the kernel after the reload.
 	kernel []kernelWork
+	// reconfigured lists the ENIs (by MAC) whose files changed: the reload reconfigures them.
+	reconfigured map[string]bool
 }
 
 // applyOne writes one planned interface's files and says what came of it.
@@ -204,6 +212,9 @@ func (b *Backend) applyOne(ps *pass, p core.InterfacePlan, ch *core.Changes) cor
 	ch.Written = append(ch.Written, written...)
 	ch.Removed = append(ch.Removed, removed...)
 	ps.changed = append(append(ps.changed, written...), removed...)
+	if len(written)+len(removed) > 0 {
+		ps.reconfigured[p.MAC] = true
+	}
 	if len(written)+len(removed) == 0 && err == nil && activeErr == nil {
 		b.log.Debug("configuration up to date", "iface", p.Name)
 	}

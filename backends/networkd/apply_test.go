@@ -21,11 +21,23 @@ import (
 type countingReloader struct {
 	calls int
 	err   error
+	// reconfigured lists the links ReconfigureLink was called for; onReconfigure, if set, runs
+	// for each (networkd acting on it).
+	reconfigured  []int
+	onReconfigure func(ifindex int)
 }
 
 func (r *countingReloader) Reload(ctx context.Context) error {
 	r.calls++
 	return r.err
+}
+
+func (r *countingReloader) ReconfigureLink(_ context.Context, ifindex int) error {
+	r.reconfigured = append(r.reconfigured, ifindex)
+	if r.onReconfigure != nil {
+		r.onReconfigure(ifindex)
+	}
+	return nil
 }
 
 type fixture struct {
@@ -754,6 +766,22 @@ func TestTemporaryFilesOfAKilledWriteAreRemovedAtStart(t *testing.T) {
 type fakeKernel struct {
 	rules []core.Rule
 	addrs map[string][]netip.Prefix
+	// leases are the DHCPv4 addresses networkd put on the links, by name. Only a test that sets
+	// it gets answers from Addresses.
+	leases map[string]netip.Prefix
+}
+
+// Addresses answers only for a test that set leases; others get an error, which checkLeases
+// takes as "cannot tell" and so does not wait for the lease.
+func (k *fakeKernel) Addresses(link core.Link) ([]netip.Prefix, error) {
+	if k.leases == nil {
+		return nil, errors.New("fake kernel: no address listing in this test")
+	}
+	out := slices.Clone(k.addrs[link.Name])
+	if l, ok := k.leases[link.Name]; ok {
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 func (k *fakeKernel) Rules(lo, hi int) ([]core.Rule, error) {

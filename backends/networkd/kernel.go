@@ -21,7 +21,9 @@ import (
 // carries (KernelCarried); *netlinkx.Handle implements it.
 type Kernel interface {
 	applyrun.RuleKernel
-	SyncAddresses(link core.Link, want, owned []netip.Prefix) (added, removed []netip.Prefix, err error)
+	applyrun.AddressKernel
+	// Addresses lists the link's global addresses: checkLeases looks for the DHCPv4 one.
+	Addresses(link core.Link) ([]netip.Prefix, error)
 }
 
 var _ Kernel = (*netlinkx.Handle)(nil)

@@ -185,6 +185,22 @@ func testLabSecondaryENI(t *testing.T, mainDefault bool) {
 		}
 	})
 
+	// What checkLeases asks of networkd when an ENI's DHCP address never came (networkd 252 lost
+	// it in a race with the reload, ~1 hot attach in 25): ReconfigureLink makes networkd run the
+	// link's DHCP again. The race itself cannot be forced, and an address deleted by hand networkd
+	// often re-adds by itself, so the proof is a new DHCP exchange for ens6 after the call, and
+	// the link routed with its lease at the end.
+	t.Run("a reconfiguration makes networkd lease the address again", func(t *testing.T) {
+		acks := func() int { return strings.Count(l.DHCPLog(), "DHCPACK(vpc1) 10.99.1.10 02:00:00:00:06:06") }
+		before := acks()
+		must(NewDBusReloader(conn).ReconfigureLink(ctx, p6.Index))
+		must(l.WaitFor(ctx, "a new DHCP lease for ens6", 10*time.Second, func() (bool, error) { return acks() > before, nil }))
+		must(l.WaitFor(ctx, "ens6 has 10.99.1.10", 10*time.Second, labHasAddr(l, "ens6", "10.99.1.10")))
+		must(l.WaitFor(ctx, "ping from 10.99.1.10", 10*time.Second, func() (bool, error) {
+			return l.Ping(ctx, "10.99.1.10", l.InternetAddr()) == nil, nil
+		}))
+	})
+
 	t.Run("detach removes the files and does not reload", func(t *testing.T) {
 		must(l.Detach("ens6"))
 		ch := apply(core.Plan{Interfaces: plan.Interfaces[:1]}, links[:1])

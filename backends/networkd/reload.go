@@ -16,9 +16,11 @@ const (
 	managerInterface = "org.freedesktop.network1.Manager"
 )
 
-// Reloader makes networkd re-read its configuration files.
+// Reloader makes networkd re-read its configuration files, or reconfigure one link with the files
+// it has.
 type Reloader interface {
 	Reload(ctx context.Context) error
+	ReconfigureLink(ctx context.Context, ifindex int) error
 }
 
 // DBusReloader reloads networkd with Manager.Reload, what `networkctl reload` does. networkd
@@ -36,6 +38,17 @@ func (r *DBusReloader) Reload(ctx context.Context) error {
 	call := r.conn.Object(busName, objectPath).CallWithContext(ctx, managerInterface+".Reload", 0)
 	if call.Err != nil {
 		return fmt.Errorf("networkd: %s.Reload: %w", managerInterface, call.Err)
+	}
+	return nil
+}
+
+// ReconfigureLink implements Reloader with Manager.ReconfigureLink, what `networkctl reconfigure`
+// does: networkd drops the link's configuration and applies its .network file again, DHCP
+// included.
+func (r *DBusReloader) ReconfigureLink(ctx context.Context, ifindex int) error {
+	call := r.conn.Object(busName, objectPath).CallWithContext(ctx, managerInterface+".ReconfigureLink", 0, int32(ifindex))
+	if call.Err != nil {
+		return fmt.Errorf("networkd: %s.ReconfigureLink(%d): %w", managerInterface, ifindex, call.Err)
 	}
 	return nil
 }
