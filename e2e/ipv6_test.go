@@ -343,14 +343,9 @@ func (e *env) hasAddress6Any(addr string) bool {
 	return slices.ContainsFunc(e.enis, func(s lab.ENISpec) bool { return e.hasAddress6(s.Name, addr) })
 }
 
-// addAddress6 adds addr/128 to link without duplicate address detection.
 // delAddress6 removes what addAddress6 added.
 func (e *env) delAddress6(link, addr string) error {
-	l, err := e.nl.LinkByName(link)
-	if err != nil {
-		return err
-	}
-	a, err := netlink.ParseAddr(addr + "/128")
+	l, a, err := e.hostAddress6(link, addr)
 	if err != nil {
 		return err
 	}
@@ -372,17 +367,24 @@ func (e *env) ipv6SourceCheckDrops() int {
 	return n
 }
 
+// addAddress6 adds addr/128 to link without duplicate address detection.
 func (e *env) addAddress6(link, addr string) error {
-	l, err := e.nl.LinkByName(link)
-	if err != nil {
-		return err
-	}
-	a, err := netlink.ParseAddr(addr + "/128")
+	l, a, err := e.hostAddress6(link, addr)
 	if err != nil {
 		return err
 	}
 	a.Flags = unix.IFA_F_NODAD
 	return e.nl.AddrAdd(l, a)
+}
+
+// hostAddress6 is link and addr/128, as netlink takes them.
+func (e *env) hostAddress6(link, addr string) (netlink.Link, *netlink.Addr, error) {
+	l, err := e.nl.LinkByName(link)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := netlink.ParseAddr(addr + "/128")
+	return l, a, err
 }
 
 // raRouter is the link-local router of link's RA default route in main, nil without one. With

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ec2-net-utils/ec2-net-utils/core"
 	"github.com/ec2-net-utils/ec2-net-utils/core/netlinkx"
+	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
 // Defect 3 of issue #10: with one route waiting for a router advertisement and another really
@@ -26,17 +27,6 @@ func TestRealRouteErrorIsNotSwallowedByARouterAdvertisementWait(t *testing.T) {
 	}
 }
 
-func outcomeOf(t *testing.T, rep core.Report, name string) core.InterfaceReport {
-	t.Helper()
-	for _, ir := range rep.Interfaces {
-		if ir.Name == name {
-			return ir
-		}
-	}
-	t.Fatalf("no outcome for %s in %+v", name, rep.Interfaces)
-	return core.InterfaceReport{}
-}
-
 // Defect 2 of issue #10, ifcfg side: EnsureRoutes' ErrNoRARouter is a "not yet". The interface
 // is configured as far as it can be and reported Deferred, so the reconciler does not cache the
 // pass as applied; once the RA has come, the next pass completes it.
@@ -47,10 +37,10 @@ func TestRouterAdvertisementWaitAloneDefersTheInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ir := outcomeOf(t, rep, "eth1"); ir.Outcome != core.Deferred || ir.Reason != ReasonRA {
+	if ir := plantest.OutcomeOf(t, rep, "eth1"); ir.Outcome != core.Deferred || ir.Reason != ReasonRA {
 		t.Errorf("eth1 before any RA: %+v, want deferred for %q", ir, ReasonRA)
 	}
-	if ir := outcomeOf(t, rep, "eth0"); ir.Outcome != core.Configured {
+	if ir := plantest.OutcomeOf(t, rep, "eth0"); ir.Outcome != core.Configured {
 		t.Errorf("eth0: %+v, want configured", ir)
 	}
 	if rep.Settled(plan) {
@@ -62,7 +52,7 @@ func TestRouterAdvertisementWaitAloneDefersTheInterface(t *testing.T) {
 
 	f.kernel.ra[3] = mustAddr("fe80::1")
 	rep, err = f.backend.Apply(context.Background(), plan, links)
-	if err != nil || outcomeOf(t, rep, "eth1").Outcome != core.Configured || !rep.Settled(plan) {
+	if err != nil || plantest.OutcomeOf(t, rep, "eth1").Outcome != core.Configured || !rep.Settled(plan) {
 		t.Errorf("after the RA: %+v, err %v; want eth1 configured", rep.Interfaces, err)
 	}
 }
@@ -74,7 +64,7 @@ func TestRealRouteErrorFailsTheInterfaceThatAlsoWaits(t *testing.T) {
 	refused := errors.New("RTNETLINK answers: Network is unreachable")
 	f.kernel.failRoute(3, "0.0.0.0/0", refused)
 	rep, _ := f.backend.Apply(context.Background(), plan, links)
-	ir := outcomeOf(t, rep, "eth1")
+	ir := plantest.OutcomeOf(t, rep, "eth1")
 	if ir.Outcome != core.Failed || !errors.Is(ir.Err, refused) || errors.Is(ir.Err, netlinkx.ErrNoRARouter) {
 		t.Errorf("eth1: %+v, want failed with the refused route only", ir)
 	}

@@ -9,16 +9,9 @@ import (
 	"github.com/ec2-net-utils/ec2-net-utils/internal/plantest"
 )
 
-// outcomeOf is the outcome the report gives the interface named name.
-func outcomeOf(t *testing.T, rep core.Report, name string) core.InterfaceReport {
-	t.Helper()
-	for _, ir := range rep.Interfaces {
-		if ir.Name == name {
-			return ir
-		}
-	}
-	t.Fatalf("no report for %s in %+v", name, rep.Interfaces)
-	return core.InterfaceReport{}
+// leaseOf is the address DHCP gives the ENI, as the kernel lists it.
+func leaseOf(p core.InterfacePlan) netip.Prefix {
+	return netip.PrefixFrom(p.PrimaryIPv4, p.SubnetIPv4.Bits())
 }
 
 // networkd 252 can lose an ENI's DHCPv4 address when the reload that switches the link from the
@@ -31,16 +24,13 @@ func TestAnENIWhoseDHCPAddressNeverCameIsReconfigured(t *testing.T) {
 	f.backend.now = func() time.Time { return clock }
 	plan, links := twoENIs()
 	ens5, ens6 := plan.Interfaces[0], plan.Interfaces[1]
-	lease := func(p core.InterfacePlan) netip.Prefix {
-		return netip.PrefixFrom(p.PrimaryIPv4, p.SubnetIPv4.Bits())
-	}
-	f.kernel.leases = map[string]netip.Prefix{ens5.Name: lease(ens5)} // ens6's never comes
+	f.kernel.leases = map[string]netip.Prefix{ens5.Name: leaseOf(ens5)} // ens6's never comes
 
 	rep := plantest.Apply(t, f.backend, plan, links)
-	if got := outcomeOf(t, rep, "ens5"); got.Outcome != core.Configured {
+	if got := plantest.OutcomeOf(t, rep, "ens5"); got.Outcome != core.Configured {
 		t.Errorf("ens5, which has its DHCP address: %+v, want configured", got)
 	}
-	if got := outcomeOf(t, rep, "ens6"); got.Outcome != core.Deferred || got.Reason != reasonLease {
+	if got := plantest.OutcomeOf(t, rep, "ens6"); got.Outcome != core.Deferred || got.Reason != reasonLease {
 		t.Errorf("ens6 right after the reload: %+v, want deferred for %q", got, reasonLease)
 	}
 
@@ -56,7 +46,7 @@ func TestAnENIWhoseDHCPAddressNeverCameIsReconfigured(t *testing.T) {
 		if len(f.reloader.reconfigured) != kick || f.reloader.reconfigured[kick-1] != ens6.Index {
 			t.Fatalf("after %d grace periods: reconfigured %v, want ens6 (%d) %d times", kick, f.reloader.reconfigured, ens6.Index, kick)
 		}
-		if got := outcomeOf(t, rep, "ens6"); got.Outcome != core.Deferred {
+		if got := plantest.OutcomeOf(t, rep, "ens6"); got.Outcome != core.Deferred {
 			t.Errorf("ens6 after reconfiguration %d: %+v, want deferred", kick, got)
 		}
 	}
@@ -65,7 +55,7 @@ func TestAnENIWhoseDHCPAddressNeverCameIsReconfigured(t *testing.T) {
 	if len(f.reloader.reconfigured) != leaseKicks {
 		t.Errorf("reconfigured %d times, want at most %d", len(f.reloader.reconfigured), leaseKicks)
 	}
-	if got := outcomeOf(t, rep, "ens6"); got.Outcome != core.Configured {
+	if got := plantest.OutcomeOf(t, rep, "ens6"); got.Outcome != core.Configured {
 		t.Errorf("ens6 after giving up: %+v, want configured (not deferred forever)", got)
 	}
 	if f.reloader.calls != 1 {
@@ -79,16 +69,14 @@ func TestAReconfigurationThatBringsTheDHCPAddressSettlesTheENI(t *testing.T) {
 	f.backend.now = func() time.Time { return clock }
 	plan, links := twoENIs()
 	ens5, ens6 := plan.Interfaces[0], plan.Interfaces[1]
-	f.kernel.leases = map[string]netip.Prefix{ens5.Name: netip.PrefixFrom(ens5.PrimaryIPv4, ens5.SubnetIPv4.Bits())}
-	f.reloader.onReconfigure = func(int) {
-		f.kernel.leases[ens6.Name] = netip.PrefixFrom(ens6.PrimaryIPv4, ens6.SubnetIPv4.Bits())
-	}
+	f.kernel.leases = map[string]netip.Prefix{ens5.Name: leaseOf(ens5)}
+	f.reloader.onReconfigure = func(int) { f.kernel.leases[ens6.Name] = leaseOf(ens6) }
 
 	plantest.Apply(t, f.backend, plan, links)
 	clock = clock.Add(leaseGrace)
 	plantest.Apply(t, f.backend, plan, links)
 	rep := plantest.Apply(t, f.backend, plan, links)
-	if got := outcomeOf(t, rep, "ens6"); got.Outcome != core.Configured {
+	if got := plantest.OutcomeOf(t, rep, "ens6"); got.Outcome != core.Configured {
 		t.Errorf("ens6 once its address is back: %+v, want configured", got)
 	}
 	if len(f.reloader.reconfigured) != 1 {
@@ -111,7 +99,7 @@ func TestAnIPv6OnlyENIDoesNotWaitForADHCPv4Address(t *testing.T) {
 	plan := core.Plan{Interfaces: []core.InterfacePlan{p}}
 	links := []core.Link{{Name: p.Name, Index: p.Index, MAC: p.MAC}}
 	rep := plantest.Apply(t, f.backend, plan, links)
-	if got := outcomeOf(t, rep, p.Name); got.Reason == reasonLease {
+	if got := plantest.OutcomeOf(t, rep, p.Name); got.Reason == reasonLease {
 		t.Errorf("IPv6-only %s: %+v, waits for a DHCPv4 address", p.Name, got)
 	}
 }

@@ -111,3 +111,15 @@ func Apply(t testing.TB, b core.Backend, plan core.Plan, links []core.Link) core
 	}
 	return rep
 }
+
+// OutcomeOf is what rep says of the interface named name; the test fails if it says nothing.
+func OutcomeOf(t testing.TB, rep core.Report, name string) core.InterfaceReport {
+	t.Helper()
+	for _, ir := range rep.Interfaces {
+		if ir.Name == name {
+			return ir
+		}
+	}
+	t.Fatalf("no outcome for %s in %+v", name, rep.Interfaces)
+	return core.InterfaceReport{}
+}
